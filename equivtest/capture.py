@@ -1,0 +1,200 @@
+"""Activation capture (step 3): forward hooks on a layer named by its module path.
+
+The thesis ran one forward pass per sample and per neighbourhood point; here inputs
+go through in batches, the hook records the layer's output, and (by default) the
+forward pass stops right after the layer, because nothing later is needed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ActivationError, EquivtestError, LayerNotFoundError
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Where to read activations: a module path and, optionally, which neurons.
+
+    ``path`` is a name from ``model.named_modules()`` (e.g. ``"act3"`` or
+    ``"encoder.layers.11"``). ``neurons`` selects features of the flattened output
+    (indices, or a slice such as ``slice(None, None, 4)`` for every 4th).
+    """
+
+    path: str
+    neurons: Sequence[int] | slice | None = None
+
+    @classmethod
+    def of(cls, layer: "str | LayerSpec") -> "LayerSpec":
+        return layer if isinstance(layer, LayerSpec) else cls(str(layer))
+
+    def select(self, flat: torch.Tensor) -> torch.Tensor:
+        if self.neurons is None:
+            return flat
+        if isinstance(self.neurons, slice):
+            return flat[:, self.neurons]
+        return flat[:, list(self.neurons)]
+
+    def describe(self) -> dict:
+        neurons = self.neurons
+        if isinstance(neurons, slice):
+            neurons = f"slice({neurons.start}, {neurons.stop}, {neurons.step})"
+        elif neurons is not None:
+            neurons = [int(i) for i in neurons]
+        return {"path": self.path, "neurons": neurons}
+
+
+def resolve_layer(model: nn.Module, path: str) -> nn.Module:
+    """``model.get_submodule(path)`` with an error that lists the closest names."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [name for name, _ in model.named_modules() if name]
+        close = difflib.get_close_matches(path, names, n=5, cutoff=0.4)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else (
+            f"available layers: {', '.join(repr(n) for n in names[:20])}" + (" ..." if len(names) > 20 else "")
+        )
+        raise LayerNotFoundError(
+            f"{type(model).__name__} has no layer {path!r}; {hint} "
+            "(layers are named by module path, as in model.named_modules())"
+        ) from None
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook to end a forward pass once the layer has run."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def _output_tensor(output, path: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    raise ActivationError(
+        f"layer {path!r} returned {type(output).__name__}, not a tensor; "
+        "choose a layer whose output is a single tensor"
+    )
+
+
+def capture(
+    model: nn.Module,
+    inputs,
+    layer: "str | LayerSpec",
+    *,
+    batch_size: int = 8192,
+    stop_early: bool = True,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Run ``inputs`` through ``model`` in batches and return the layer's activations.
+
+    Returns a float64 array of shape ``(len(inputs), n_features)``: each output is
+    flattened per sample, then the neurons of ``layer`` are selected. Inputs go to the
+    model's own device and dtype. The hook is removed even when the forward pass raises.
+    """
+    spec = LayerSpec.of(layer)
+    module = resolve_layer(model, spec.path)
+    if int(batch_size) < 1:
+        raise EquivtestError(f"batch_size must be a positive integer, got {batch_size}")
+    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    device, dtype = model_device(model), model_dtype(model)
+    if x.is_floating_point():
+        x = x.to(dtype)
+    n = x.shape[0]
+    recorded: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        flat = _output_tensor(output, spec.path).reshape(output.shape[0], -1)
+        recorded.append(spec.select(flat).detach().to("cpu", torch.float64))
+        if stop_early:
+            raise _StopForward
+
+    was_training = model.training
+    handle = module.register_forward_hook(hook)
+    try:
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, n, int(batch_size)):
+                batch = x[start : start + int(batch_size)].to(device)
+                try:
+                    model(batch)
+                except _StopForward:
+                    pass
+                if progress is not None:
+                    progress(min(start + int(batch_size), n), n)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if len(recorded) != -(-n // int(batch_size)):
+        raise ActivationError(
+            f"layer {spec.path!r} ran {len(recorded)} times for {-(-n // int(batch_size))} batches; "
+            "capture needs a layer that runs exactly once per forward pass"
+        )
+    return torch.cat(recorded).numpy()
+
+
+def capture_neighbourhoods(
+    model: nn.Module,
+    samples: np.ndarray,
+    neighbourhoods: np.ndarray,
+    layer: "str | LayerSpec",
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Activations of samples ``(N, F)`` and of their neighbourhoods ``(N, M, F)``."""
+    n, m = neighbourhoods.shape[:2]
+    flat = np.concatenate([samples, neighbourhoods.reshape(n * m, *neighbourhoods.shape[2:])])
+    acts = capture(model, flat, layer, **kwargs)
+    return acts[:n], acts[n:].reshape(n, m, -1)
+
+
+def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str, int]]:
+    """Width (features per sample) of every leaf module's output up to ``up_to``, in run order.
+
+    Used by the Whitney criterion: no layer before the chosen one may be narrower than
+    2d+1. Only leaf modules count, so containers are not listed twice.
+    """
+    target = resolve_layer(model, up_to)
+    widths: list[tuple[str, int]] = []
+    handles = []
+
+    def make_hook(name):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                widths.append((name, int(np.prod(output.shape[1:])) if output.ndim > 1 else 1))
+            if _module is target:
+                raise _StopForward
+        return hook
+
+    for name, module in model.named_modules():
+        if module is target or not any(True for _ in module.children()):
+            handles.append(module.register_forward_hook(make_hook(name)))
+    x = torch.as_tensor(np.asarray(example_input)).to(model_device(model))
+    if x.is_floating_point():
+        x = x.to(model_dtype(model))
+    try:
+        with torch.no_grad():
+            try:
+                model(x)
+            except _StopForward:
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+    return widths

@@ -1,0 +1,19 @@
+"""Neighbourhood geometry: covariances, the Mahalanobis kernel, diffusion maps."""
+
+from .covariance import DEFAULT_RCOND, neighbourhood_covariances, precision_factors, pseudo_inverses
+from .dmaps import DiffusionCoordinates, MahalanobisDmapKernel, diffusion_coordinates
+from .kernel import gaussian_kernel, mahalanobis_sq_dense, mahalanobis_sq_knn, median_knn_epsilon
+
+__all__ = [
+    "DEFAULT_RCOND",
+    "DiffusionCoordinates",
+    "MahalanobisDmapKernel",
+    "diffusion_coordinates",
+    "gaussian_kernel",
+    "mahalanobis_sq_dense",
+    "mahalanobis_sq_knn",
+    "median_knn_epsilon",
+    "neighbourhood_covariances",
+    "precision_factors",
+    "pseudo_inverses",
+]

@@ -1,0 +1,56 @@
+"""Per-sample neighbourhood covariances and their truncated pseudo-inverses (step 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import as_finite_float64
+from ..errors import FitConfigError
+
+DEFAULT_RCOND = 1e-6
+
+
+def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
+    """Sample covariance (``ddof=1``, as ``numpy.cov``) of each neighbourhood: ``(N, F, F)``."""
+    nb = as_finite_float64(neighbourhood_activations, "neighbourhood activations", ndim=3)
+    n, m, f = nb.shape
+    if m < 2:
+        raise FitConfigError(
+            f"neighbourhoods have {m} point each; a covariance needs at least 2 "
+            "(raise the neighbourhood size, the thesis uses 100 to 1024)"
+        )
+    centred = nb - nb.mean(axis=1, keepdims=True)
+    return np.matmul(centred.transpose(0, 2, 1), centred) / (m - 1)
+
+
+def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
+    """Factors ``L_i`` (shape ``(N, F, r)``) with ``L_i L_i^T`` the truncated pseudo-inverse of ``C_i``.
+
+    Eigenvalues below ``rcond`` times the largest eigenvalue of the same covariance are
+    dropped (a relative cut-off). Why truncate: a layer wider than the input manifold
+    has nearly singular neighbourhood covariances (eigenvalues down to 1e-15 of the
+    largest), whose plain pseudo-inverse has entries near 1e18 and makes every
+    distance explode. ``r`` is the largest rank kept over all samples; factors of
+    lower rank are padded with zero columns.
+    """
+    cov = np.asarray(covariances, dtype=np.float64)
+    if not 0 <= rcond < 1:
+        raise FitConfigError(f"rcond must lie in [0, 1), got {rcond}")
+    evals, evecs = np.linalg.eigh(cov)  # ascending
+    top = evals[:, -1:]
+    keep = evals > np.maximum(rcond * top, np.finfo(np.float64).tiny)
+    if not keep[:, -1].all():
+        bad = int(np.flatnonzero(~keep[:, -1])[0])
+        raise FitConfigError(
+            f"the neighbourhood of sample {bad} has zero covariance: every neighbour maps to the "
+            "same activation. The layer is saturated or constant there; raise delta or pick another layer"
+        )
+    rank = int(keep.sum(axis=1).max())
+    evals, evecs, keep = evals[:, -rank:], evecs[:, :, -rank:], keep[:, -rank:]
+    scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, evals, 1.0)), 0.0)
+    return evecs * scale[:, None, :]
+
+
+def pseudo_inverses(factors: np.ndarray) -> np.ndarray:
+    """``L_i L_i^T`` for each factor: the (truncated) precision matrices, ``(N, F, F)``."""
+    return np.matmul(factors, factors.transpose(0, 2, 1))

@@ -1,0 +1,120 @@
+"""Diffusion maps with the Mahalanobis kernel, through datafold (step 5)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+
+from .._validation import as_finite_float64
+from ..errors import FitConfigError
+from .kernel import gaussian_kernel, mahalanobis_sq_dense, mahalanobis_sq_knn, median_knn_epsilon
+
+with warnings.catch_warnings():
+    # datafold imports pandas/sklearn pieces that warn on import; not ours to fix.
+    warnings.simplefilter("ignore")
+    from datafold.dynfold import DiffusionMaps
+    from datafold.pcfold.kernels import PCManifoldKernel
+
+
+class MahalanobisDmapKernel(PCManifoldKernel):
+    """datafold kernel: ``exp(-d2 / epsilon)`` over Mahalanobis squared distances.
+
+    The precision factors of the samples' neighbourhoods are given up front, so the
+    kernel is only defined on the samples it was built for (``Y`` must be ``None``):
+    new points reach diffusion space through the RBF interpolation instead.
+    """
+
+    def __init__(self, factors: np.ndarray, epsilon: float, k_neighbours: int | None = None):
+        self.factors = factors
+        self.epsilon = epsilon
+        self.k_neighbours = k_neighbours
+        super().__init__(is_symmetric=True)
+
+    def squared_distances(self, X):
+        if self.k_neighbours is None:
+            return mahalanobis_sq_dense(X, self.factors)
+        return mahalanobis_sq_knn(X, self.factors, self.k_neighbours)
+
+    def __call__(self, X, Y=None, **kernel_kwargs):
+        if Y is not None:
+            raise NotImplementedError(
+                "the Mahalanobis kernel has no out-of-sample form (new points have no "
+                "neighbourhood covariance); map new points with the fitted RBF interpolation"
+            )
+        return self.evaluate(self.squared_distances(np.asarray(X)))
+
+    def evaluate(self, distance_matrix):
+        return gaussian_kernel(distance_matrix, self.epsilon)
+
+
+@dataclass(frozen=True)
+class DiffusionCoordinates:
+    """Diffusion-map eigenvectors of the samples (column 0 the constant one)."""
+
+    coordinates: np.ndarray  # (N, k)
+    eigenvalues: np.ndarray  # (k,)
+    epsilon: float
+
+
+def diffusion_coordinates(
+    samples,
+    factors,
+    n_eigenvectors: int,
+    *,
+    epsilon: float | str = "median",
+    epsilon_k: int = 10,
+    k_neighbours: int | None = None,
+) -> DiffusionCoordinates:
+    """Fit datafold's ``DiffusionMaps`` on the samples with the Mahalanobis kernel.
+
+    ``epsilon`` is a number, or ``"median"``: the median over samples of the squared
+    distance to the ``epsilon_k``-th nearest neighbour (see :func:`median_knn_epsilon`).
+    ``k_neighbours`` switches to a sparse kernel over k nearest neighbours.
+    """
+    x = as_finite_float64(samples, "sample activations", ndim=2)
+    n = x.shape[0]
+    if int(n_eigenvectors) < 2:
+        raise FitConfigError(
+            f"n_eigenvectors must be at least 2 (the constant one and one more), got {n_eigenvectors}"
+        )
+    if n <= n_eigenvectors:
+        raise FitConfigError(
+            f"{n} samples cannot give {n_eigenvectors} diffusion-map eigenvectors; "
+            f"use more than {n_eigenvectors} samples or ask for at most {n - 1} eigenvectors"
+        )
+    kernel = MahalanobisDmapKernel(factors, 1.0, k_neighbours)
+    d2 = kernel.squared_distances(x)
+    if isinstance(epsilon, str):
+        if epsilon != "median":
+            raise FitConfigError(f"epsilon must be a positive number or 'median', got {epsilon!r}")
+        eps = median_knn_epsilon(d2, epsilon_k)
+    else:
+        eps = float(epsilon)
+        if not eps > 0:
+            raise FitConfigError(f"epsilon must be positive, got {epsilon}")
+    kernel.epsilon = eps
+    dmap = DiffusionMaps(kernel=_PrecomputedDistances(kernel, d2), n_eigenpairs=int(n_eigenvectors))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=scipy.sparse.SparseEfficiencyWarning)
+        dmap.fit(x)
+    vectors = np.asarray(dmap.eigenvectors_, dtype=np.float64)
+    values = np.asarray(dmap.eigenvalues_, dtype=np.float64)
+    order = np.argsort(-np.abs(values))
+    values, vectors = np.real(values[order]), np.real(vectors[:, order])
+    # Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
+    return DiffusionCoordinates(vectors * signs, values, eps)
+
+
+class _PrecomputedDistances(MahalanobisDmapKernel):
+    """The same kernel, reusing distances already computed to estimate epsilon."""
+
+    def __init__(self, kernel: MahalanobisDmapKernel, d2):
+        super().__init__(kernel.factors, kernel.epsilon, kernel.k_neighbours)
+        self._d2 = d2
+
+    def squared_distances(self, X):
+        return self._d2

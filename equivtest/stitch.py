@@ -1,0 +1,104 @@
+"""The stitched network (step 9): A up to its layer, the transformation, B after its layer."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .capture import LayerSpec, capture, model_device, model_dtype, resolve_layer
+from .errors import EquivtestError
+from .transform import Transformation
+
+TARGET_INPUTS = ("real", "zeros")
+
+
+def fill_unpredicted(predicted: np.ndarray, layer: LayerSpec, n_features: int) -> np.ndarray:
+    """Full flat activations: predicted neurons in place, the others set to their mean.
+
+    The transformation only predicts the selected neurons of the target layer; each
+    unselected neuron of a sample gets the mean of that sample's predicted neurons.
+    """
+    if layer.neurons is None:
+        if predicted.shape[1] != n_features:
+            raise EquivtestError(
+                f"the transformation predicts {predicted.shape[1]} features but layer "
+                f"{layer.path!r} has {n_features}; select the same neurons as at fit time"
+            )
+        return predicted
+    full = np.repeat(predicted.mean(axis=1, keepdims=True), n_features, axis=1)
+    index = np.arange(n_features)[layer.neurons] if isinstance(layer.neurons, slice) else np.asarray(layer.neurons)
+    full[:, index] = predicted
+    return full
+
+
+class StitchedNetwork:
+    """Callable ``x -> output of the target network`` through the transformation.
+
+    ``to`` names the target network ("b": A is the source, B the target). The target
+    network still needs an input for the layers before the replaced one (their values
+    are overwritten); ``target_input="real"`` feeds it the real input mapped by
+    ``domain_map``, ``"zeros"`` a zero tensor of the same shape.
+    """
+
+    def __init__(
+        self,
+        source: nn.Module,
+        target: nn.Module,
+        source_layer: "str | LayerSpec",
+        target_layer: "str | LayerSpec",
+        transformation: Transformation,
+        to: str,
+        *,
+        domain_map: Callable | None = None,
+        target_input: str = "real",
+        batch_size: int = 8192,
+    ):
+        if target_input not in TARGET_INPUTS:
+            raise EquivtestError(f"target_input must be one of {TARGET_INPUTS}, got {target_input!r}")
+        self.source, self.target = source, target
+        self.source_layer, self.target_layer = LayerSpec.of(source_layer), LayerSpec.of(target_layer)
+        resolve_layer(target, self.target_layer.path)
+        self.transformation, self.to = transformation, transformation.side(to)
+        self.domain_map, self.target_input, self.batch_size = domain_map, target_input, batch_size
+
+    def __call__(self, inputs) -> np.ndarray:
+        acts = capture(self.source, inputs, self.source_layer, batch_size=self.batch_size)
+        predicted = self.transformation.predict(acts, to=self.to)
+        x = np.asarray(inputs)
+        if self.domain_map is not None:
+            x = np.asarray(self.domain_map(x))
+        if self.target_input == "zeros":
+            x = np.zeros_like(x)
+        return self._run_target(x, predicted)
+
+    def _run_target(self, x: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        module = resolve_layer(self.target, self.target_layer.path)
+        device, dtype = model_device(self.target), model_dtype(self.target)
+        cursor = {"start": 0}
+
+        def replace(_module, _inputs, output):
+            n = output.shape[0]
+            start = cursor["start"]
+            flat = fill_unpredicted(predicted[start : start + n], self.target_layer, int(np.prod(output.shape[1:])))
+            cursor["start"] = start + n
+            return torch.as_tensor(flat, dtype=output.dtype, device=output.device).reshape(output.shape)
+
+        outputs = []
+        handle = module.register_forward_hook(replace)
+        was_training = self.target.training
+        try:
+            self.target.eval()
+            with torch.no_grad():
+                tx = torch.as_tensor(x)
+                if tx.is_floating_point():
+                    tx = tx.to(dtype)
+                for s in range(0, len(tx), self.batch_size):
+                    out = self.target(tx[s : s + self.batch_size].to(device))
+                    outputs.append(out.detach().to("cpu", torch.float64))
+        finally:
+            handle.remove()
+            self.target.train(was_training)
+        return torch.cat(outputs).numpy()

@@ -1,0 +1,1 @@
+"""Embedded networks the project trains itself, deterministically, and caches."""
