@@ -113,10 +113,7 @@ def capture(
     module = resolve_layer(model, spec.path)
     if int(batch_size) < 1:
         raise EquivtestError(f"batch_size must be a positive integer, got {batch_size}")
-    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
-    device, dtype = model_device(model), model_dtype(model)
-    if x.is_floating_point():
-        x = x.to(dtype)
+    x, device = as_model_input(model, inputs), model_device(model)
     n = x.shape[0]
     recorded: list[torch.Tensor] = []
 
@@ -185,9 +182,7 @@ def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str,
     for name, module in model.named_modules():
         if module is target or not any(True for _ in module.children()):
             handles.append(module.register_forward_hook(make_hook(name)))
-    x = torch.as_tensor(np.asarray(example_input)).to(model_device(model))
-    if x.is_floating_point():
-        x = x.to(model_dtype(model))
+    x = as_model_input(model, example_input).to(model_device(model))
     try:
         with torch.no_grad():
             try:
@@ -198,3 +193,22 @@ def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str,
         for h in handles:
             h.remove()
     return widths
+
+
+def as_model_input(model: nn.Module, inputs) -> torch.Tensor:
+    """Inputs as a tensor in the model's floating dtype (integer inputs such as token ids kept)."""
+    x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+    return x.to(model_dtype(model)) if x.is_floating_point() else x
+
+
+def forward_batched(model: nn.Module, inputs, batch_size: int = 8192) -> np.ndarray:
+    """Full forward pass in eval mode and in batches; float64 outputs on the CPU."""
+    x, device = as_model_input(model, inputs), model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outs = [model(x[s : s + batch_size].to(device)).to("cpu", torch.float64) for s in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs).numpy()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import LayerSpec, capture, model_device, model_dtype, resolve_layer
+from .capture import LayerSpec, capture, forward_batched, resolve_layer
 from .errors import EquivtestError
 from .transform import Transformation
 
@@ -76,7 +76,6 @@ class StitchedNetwork:
 
     def _run_target(self, x: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         module = resolve_layer(self.target, self.target_layer.path)
-        device, dtype = model_device(self.target), model_dtype(self.target)
         cursor = {"start": 0}
 
         def replace(_module, _inputs, output):
@@ -86,19 +85,8 @@ class StitchedNetwork:
             cursor["start"] = start + n
             return torch.as_tensor(flat, dtype=output.dtype, device=output.device).reshape(output.shape)
 
-        outputs = []
         handle = module.register_forward_hook(replace)
-        was_training = self.target.training
         try:
-            self.target.eval()
-            with torch.no_grad():
-                tx = torch.as_tensor(x)
-                if tx.is_floating_point():
-                    tx = tx.to(dtype)
-                for s in range(0, len(tx), self.batch_size):
-                    out = self.target(tx[s : s + self.batch_size].to(device))
-                    outputs.append(out.detach().to("cpu", torch.float64))
+            return forward_batched(self.target, x, self.batch_size)
         finally:
             handle.remove()
-            self.target.train(was_training)
-        return torch.cat(outputs).numpy()

@@ -93,7 +93,7 @@ class Transformation:
             "k_neighbours": self.k_neighbours,
             "smoothing": self.smoothing,
             "rbf_kernel": self.rbf_kernel,
-            "names": list(self.names),
+            "names": tuple(self.names),
         }
 
     # -- fitting ----------------------------------------------------------------------

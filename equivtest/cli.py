@@ -1,0 +1,63 @@
+"""The ``equivtest`` command: list and run the suites, print their criteria."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import experiments
+from .report.terminal import print_results
+
+app = typer.Typer(help="Test whether two neural networks are equivalent.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+@app.command("list")
+def list_suites() -> None:
+    """List the suites that `equivtest run` knows."""
+    for name, module in experiments.EXPERIMENTS.items():
+        console.print(f"[bold]{name}[/]  {module.TITLE}")
+
+
+@app.command()
+def run(
+    suite: str = typer.Argument(..., help="Suite name, see `equivtest list`."),
+    report_dir: Path = typer.Option(Path("reports"), help="Where the run's record.json and transformation.npz go."),
+    no_record: bool = typer.Option(False, "--no-record", help="Print the criteria only; write no files."),
+    samples: Optional[int] = typer.Option(None, help="Number of samples (default: the suite's)."),
+    neighbourhood: Optional[int] = typer.Option(None, help="Neighbourhood size (default: the suite's)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the sampler (default: the suite's)."),
+) -> None:
+    """Rerun a suite: fit the transformation, assert its criteria, write a JSON record."""
+    try:
+        experiment = experiments.get(suite)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(2)
+    overrides = {k: v for k, v in (("n_samples", samples), ("neighbourhood_size", neighbourhood), ("seed", seed)) if v is not None}
+    from .experiments.runner import run_experiment
+
+    with console.status(f"[bold]{suite}[/]: starting") as status:
+        def stage(message: str) -> None:
+            status.update(f"[bold]{suite}[/]: {message}")
+            console.log(message)
+
+        fitted, result, record = run_experiment(
+            experiment, report_dir=None if no_record else report_dir, stage=stage, sampler_kwargs=overrides
+        )
+    print_results([result], console, title=experiment.TITLE)
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in fitted.timings.items())
+    console.print(f"timings: {timings}")
+    if record is not None:
+        console.print(f"record: {record}")
+    if not result.passed:
+        console.print(f"[bold red]{len(result.failures())} criterion(s) failed[/]")
+        raise typer.Exit(1)
+    console.print("[bold green]all criteria met[/]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,119 @@
+"""Criterion results and their assertions.
+
+Every criterion is a number for one direction (``"a->b"``: A's activations mapped
+into B) or one network (``"a"``/``"b"`` for Whitney). A threshold turns it into a
+pass/fail; ``EquivalenceResult.assert_equivalent`` raises one readable failure
+listing every criterion that missed its threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Mapping
+
+from .errors import EquivtestError
+
+# name -> (higher is better, description)
+CRITERIA = {
+    "activation_mse": (False, "MSE of transformed vs. true activations on the test inputs"),
+    "output_mse": (False, "MSE of the stitched network's output vs. the target network's"),
+    "agreement": (True, "share of test inputs where the stitched and target networks predict the same class"),
+    "diffusion_residual": (False, "MSE of aligned vs. true diffusion coordinates of the samples"),
+    "whitney": (True, "narrowest width up to the layer, against 2d+1"),
+}
+
+
+class EquivalenceFailure(AssertionError):
+    """Raised by :meth:`EquivalenceResult.assert_equivalent`; the message lists each failure."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    direction: str
+    value: float
+    threshold: float | None = None
+    higher_is_better: bool = False
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool | None:
+        if self.threshold is None:
+            return None
+        return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
+
+    def with_threshold(self, threshold: float | None) -> "Criterion":
+        return replace(self, threshold=threshold)
+
+    def describe_failure(self) -> str:
+        relation = ">=" if self.higher_is_better else "<="
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.name} [{self.direction}] = {self.value:.4g}, required {relation} {self.threshold:.4g}{extra}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass
+class EquivalenceResult:
+    """All criteria of one fitted pair on one set of test inputs."""
+
+    pair: str
+    criteria: list[Criterion]
+    info: dict = field(default_factory=dict)
+
+    def get(self, name: str, direction: str) -> Criterion:
+        for c in self.criteria:
+            if c.name == name and c.direction == direction:
+                return c
+        have = sorted({(c.name, c.direction) for c in self.criteria})
+        raise KeyError(f"no criterion {name!r} for {direction!r}; this result has {have}")
+
+    def value(self, name: str, direction: str) -> float:
+        return self.get(name, direction).value
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed is not False for c in self.criteria)
+
+    def with_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
+        """A copy whose criteria carry ``thresholds``: ``{name: number}`` for every
+        direction, or ``{name: {direction: number}}``; unknown names are an error."""
+        known = {c.name for c in self.criteria}
+        unknown = set(thresholds) - known
+        if unknown:
+            raise EquivtestError(
+                f"unknown criteria {sorted(unknown)}; this result has {sorted(known)}"
+            )
+        updated = []
+        for c in self.criteria:
+            t = thresholds.get(c.name, c.threshold)
+            if isinstance(t, Mapping):
+                bad = set(t) - {x.direction for x in self.criteria if x.name == c.name}
+                if bad:
+                    raise EquivtestError(f"criterion {c.name!r} has no direction(s) {sorted(bad)}")
+                t = t.get(c.direction, c.threshold)
+            updated.append(c.with_threshold(None if t is None else float(t)))
+        return EquivalenceResult(self.pair, updated, dict(self.info))
+
+    def failures(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.passed is False]
+
+    def assert_equivalent(self, **thresholds) -> "EquivalenceResult":
+        """Apply ``thresholds`` (see :meth:`with_thresholds`) and fail with every miss listed."""
+        __tracebackhide__ = True
+        checked = self.with_thresholds(thresholds) if thresholds else self
+        failed = checked.failures()
+        if failed:
+            lines = "\n".join(f"  - {c.describe_failure()}" for c in failed)
+            raise EquivalenceFailure(f"pair {self.pair!r} is not equivalent by {len(failed)} criterion(s):\n{lines}")
+        return checked
+
+    def to_dict(self) -> dict:
+        return {"pair": self.pair, "passed": self.passed, "criteria": [c.to_dict() for c in self.criteria], "info": self.info}
+
+
+def criterion(name: str, direction: str, value: float, detail: str = "") -> Criterion:
+    higher, _ = CRITERIA[name]
+    return Criterion(name, direction, float(value), None, higher, detail)
+

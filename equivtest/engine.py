@@ -1,0 +1,148 @@
+"""One-way flow of a fit: samples -> activations -> transformation -> criteria.
+
+``fit_pair`` draws the samples, captures both networks' activations and fits the
+transformation; ``FittedPair.evaluate`` runs the criteria on test inputs. The pytest
+plugin, the CLI and the suites all drive these two functions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .capture import capture, capture_neighbourhoods, forward_batched, layer_widths
+from .criteria import EquivalenceResult, criterion
+from .geometry import DEFAULT_RCOND
+from .pair import NetworkPair
+from .sampling import Sampler, SampleSet
+from .stitch import StitchedNetwork
+from .transform import Transformation
+from .whitney import estimate_intrinsic_dimension, whitney_check
+
+DIRECTIONS = (("a", "b"), ("b", "a"))  # (source, target)
+Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Hyper-parameters of the transformation (see :class:`Transformation`)."""
+
+    n_eigenvectors: int = 3
+    epsilon: float | str = "median"
+    epsilon_k: int = 10
+    rcond: float = DEFAULT_RCOND
+    k_neighbours: int | None = None
+    smoothing: float = 0.0
+    rbf_kernel: str = "thin_plate_spline"
+    batch_size: int = 8192
+
+    def transformation(self, names: tuple[str, str]) -> Transformation:
+        params = asdict(self)
+        params.pop("batch_size")
+        return Transformation(**params, names=names)
+
+
+@dataclass
+class FittedPair:
+    """A pair with its fitted transformation and everything the fit saw."""
+
+    pair: NetworkPair
+    sampler: Sampler
+    config: FitConfig
+    samples: SampleSet
+    transformation: Transformation
+    activations: dict  # side -> (sample activations, neighbourhood activations)
+    timings: dict = field(default_factory=dict)
+    listeners: list = field(default_factory=list)
+
+    def stitched(self, to: str, **kwargs) -> StitchedNetwork:
+        """The stitched network whose *target* is ``to`` ("a" or "b")."""
+        target = self.transformation.side(to)
+        source = "a" if target == "b" else "b"
+        p = self.pair
+        domain_map = p.domain_map if target == "b" else None
+        if target == "a" and p.domain_map is not None:
+            raise NotImplementedError("stitching into A needs the inverse of the domain map; fit the pair the other way round")
+        return StitchedNetwork(
+            p.network(source), p.network(target), p.layer(source), p.layer(target),
+            self.transformation, target, domain_map=domain_map, batch_size=self.config.batch_size, **kwargs,
+        )
+
+    def evaluate(self, test_inputs, *, thresholds: dict | None = None, stage: Stage | None = None) -> EquivalenceResult:
+        """All criteria on ``test_inputs`` (inputs of A's domain), in both directions."""
+        t0 = time.perf_counter()
+        p, cfg = self.pair, self.config
+        test_inputs = np.asarray(test_inputs)
+        acts, outputs = {}, {}
+        for side in ("a", "b"):
+            net, x = p.network(side), p.inputs_for(side, test_inputs)
+            acts[side] = capture(net, x, p.layer(side), batch_size=cfg.batch_size)
+            outputs[side] = forward_batched(net, x, cfg.batch_size)
+        found = []
+        residual = self.transformation.diffusion_residual()
+        for source, target in DIRECTIONS:
+            direction = f"{source}->{target}"
+            if stage:
+                stage(f"criteria {direction}")
+            predicted = self.transformation.predict(acts[source], to=target)
+            found.append(criterion("activation_mse", direction, np.mean((predicted - acts[target]) ** 2)))
+            if target == "a" and p.domain_map is not None:
+                continue
+            stitched_out = self.stitched(target)(test_inputs)
+            if p.task == "classification":
+                agree = np.mean(stitched_out.argmax(axis=1) == outputs[target].argmax(axis=1))
+                found.append(criterion("agreement", direction, agree))
+            else:
+                found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
+            found.append(criterion("diffusion_residual", direction, residual[direction]))
+        found.extend(self.whitney())
+        result = EquivalenceResult(p.name, found, {"n_test": int(len(test_inputs))})
+        if thresholds:
+            result = result.with_thresholds(thresholds)
+        self.timings["evaluate_s"] = time.perf_counter() - t0
+        for listener in self.listeners:
+            listener(self, result)
+        return result
+
+    def whitney(self):
+        p = self.pair
+        d = p.intrinsic_dim if p.intrinsic_dim is not None else estimate_intrinsic_dimension(self.samples.samples)
+        out = []
+        for side in ("a", "b"):
+            x = p.inputs_for(side, self.samples.samples[:2])
+            widths = layer_widths(p.network(side), x, p.layer(side).path)
+            check = whitney_check(widths, self.activations[side][0].shape[1], d)
+            detail = f"d={d}, needs {check.required}; narrowest {check.narrowest[0]!r} = {check.narrowest[1]}"
+            out.append(criterion("whitney", side, check.value, detail).with_threshold(check.required))
+        return out
+
+
+def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
+    """Draw samples, capture both networks, fit the transformation in both directions."""
+    config = config or FitConfig()
+    timings = {}
+    t = time.perf_counter()
+    if stage:
+        stage("sampling")
+    samples = sampler.draw()
+    timings["sampling_s"] = time.perf_counter() - t
+    activations = {}
+    for side in ("a", "b"):
+        if stage:
+            stage(f"capturing {pair.names[0 if side == 'a' else 1]} at {pair.layer(side).path!r}")
+        t = time.perf_counter()
+        mapped = samples if side == "a" or pair.domain_map is None else samples.mapped(pair.domain_map)
+        activations[side] = capture_neighbourhoods(
+            pair.network(side), mapped.samples, mapped.neighbourhoods, pair.layer(side), batch_size=config.batch_size
+        )
+        timings[f"capture_{side}_s"] = time.perf_counter() - t
+    if stage:
+        stage("fitting the transformation")
+    t = time.perf_counter()
+    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"])
+    timings["fit_s"] = time.perf_counter() - t
+    return FittedPair(pair, sampler, config, samples, transformation, activations, timings)
+
