@@ -77,14 +77,17 @@ class EquivalenceResult:
         return all(c.passed is not False for c in self.criteria)
 
     def with_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
-        """A copy whose criteria carry ``thresholds``: ``{name: number}`` for every
-        direction, or ``{name: {direction: number}}``; unknown names are an error."""
+        """A copy with ``thresholds`` applied (see :meth:`apply_thresholds`)."""
+        return EquivalenceResult(self.pair, list(self.criteria), dict(self.info)).apply_thresholds(thresholds)
+
+    def apply_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
+        """Set thresholds in place: ``{name: number}`` for every direction, or
+        ``{name: {direction: number or None}}``; ``None`` makes a criterion informative
+        only. Unknown names or directions are an error. Returns ``self``."""
         known = {c.name for c in self.criteria}
         unknown = set(thresholds) - known
         if unknown:
-            raise EquivtestError(
-                f"unknown criteria {sorted(unknown)}; this result has {sorted(known)}"
-            )
+            raise EquivtestError(f"unknown criteria {sorted(unknown)}; this result has {sorted(known)}")
         updated = []
         for c in self.criteria:
             t = thresholds.get(c.name, c.threshold)
@@ -94,15 +97,19 @@ class EquivalenceResult:
                     raise EquivtestError(f"criterion {c.name!r} has no direction(s) {sorted(bad)}")
                 t = t.get(c.direction, c.threshold)
             updated.append(c.with_threshold(None if t is None else float(t)))
-        return EquivalenceResult(self.pair, updated, dict(self.info))
+        self.criteria = updated
+        return self
 
     def failures(self) -> list[Criterion]:
         return [c for c in self.criteria if c.passed is False]
 
     def assert_equivalent(self, **thresholds) -> "EquivalenceResult":
-        """Apply ``thresholds`` (see :meth:`with_thresholds`) and fail with every miss listed."""
+        """Apply ``thresholds`` in place (see :meth:`apply_thresholds`) and fail with every miss listed.
+
+        Applying in place means reports written later show the thresholds asserted.
+        """
         __tracebackhide__ = True
-        checked = self.with_thresholds(thresholds) if thresholds else self
+        checked = self.apply_thresholds(thresholds)
         failed = checked.failures()
         if failed:
             lines = "\n".join(f"  - {c.describe_failure()}" for c in failed)

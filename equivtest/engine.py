@@ -16,7 +16,7 @@ import numpy as np
 from .capture import capture, capture_neighbourhoods, forward_batched, layer_widths
 from .criteria import EquivalenceResult, criterion
 from .geometry import DEFAULT_RCOND
-from .pair import NetworkPair
+from .pairs import NetworkPair
 from .sampling import Sampler, SampleSet
 from .stitch import StitchedNetwork
 from .transform import Transformation

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import FitConfig
-from ..pair import NetworkPair
+from ..pairs import NetworkPair
 from ..sampling import GaussianNeighbourhood, GridPoints, Sampler
 from ..zoo.one_d import one_d_networks
 

@@ -8,6 +8,7 @@ neighbourhoods) plug in without changing any caller.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol, runtime_checkable
 
@@ -96,7 +97,8 @@ def _describe(obj) -> dict:
     for name in fields:
         value = getattr(obj, name)
         if isinstance(value, np.ndarray):
-            out[name] = f"array{tuple(value.shape)}"
+            digest = hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()[:12]
+            out[name] = f"array{tuple(value.shape)} sha1:{digest}"
         elif isinstance(value, (int, float, str, bool, type(None), tuple, list)):
             out[name] = value
         else:

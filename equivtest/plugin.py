@@ -1,0 +1,145 @@
+"""The pytest plugin: pairs as fixtures, a session-wide fit cache, a summary table.
+
+Loaded through the ``pytest11`` entry point when equivtest is installed. A test asks
+for ``equivtest_fit`` and calls it with a :class:`NetworkPair`, a sampler and a
+config; the fit runs once per session for each distinct combination. Every
+``evaluate`` is collected for the end-of-session table, and written as a JSON record
+(with the transformation) when ``--equivtest-report-dir`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # the heavy imports (torch, datafold) wait until a test needs them
+    from .criteria import EquivalenceResult
+    from .engine import FitConfig, FittedPair
+    from .pairs import NetworkPair
+    from .sampling import Sampler
+
+_KEY = pytest.StashKey["EquivtestSession"]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("equivtest", "network equivalence (equivtest)")
+    group.addoption(
+        "--equivtest-report-dir", metavar="DIR", default=None,
+        help="write a JSON record and the fitted transformation of every evaluated pair into DIR",
+    )
+    group.addoption(
+        "--equivtest-no-summary", action="store_true", default=False,
+        help="do not print the table of equivalence criteria at the end of the session",
+    )
+
+
+@dataclass
+class EquivtestSession:
+    report_dir: Path | None
+    evaluated: list = field(default_factory=list)  # (FittedPair, EquivalenceResult)
+    records: list[Path] = field(default_factory=list)
+    fits: dict = field(default_factory=dict)
+
+    def on_result(self, fitted: "FittedPair", result: "EquivalenceResult") -> None:
+        self.evaluated.append((fitted, result))
+
+    @property
+    def results(self) -> list:
+        return [result for _, result in self.evaluated]
+
+    def write_records(self) -> None:
+        """Written at the end of the session, so records show the thresholds the tests asserted."""
+        if self.report_dir is None:
+            return
+        from .record import write_run
+
+        for fitted, result in self.evaluated:
+            self.records.append(write_run(fitted, result, self.report_dir))
+
+
+def pytest_configure(config):
+    report_dir = config.getoption("equivtest_report_dir")
+    config.stash[_KEY] = EquivtestSession(Path(report_dir) if report_dir else None)
+
+
+class FitCache:
+    """Callable returned by the ``equivtest_fit`` fixture: ``fit(pair, sampler, config)``."""
+
+    def __init__(self, session: EquivtestSession):
+        self._session = session
+
+    def __call__(self, pair: "NetworkPair", sampler: "Sampler", config: "FitConfig | None" = None) -> "FittedPair":
+        from .engine import FitConfig, fit_pair
+        from .pairs import NetworkPair
+
+        if not isinstance(pair, NetworkPair):
+            raise TypeError(f"equivtest_fit needs a NetworkPair, got {type(pair).__name__}")
+        config = config or FitConfig()
+        key = (id(pair), json.dumps(sampler.describe(), sort_keys=True, default=str), config)
+        fitted = self._session.fits.get(key)
+        if fitted is None:
+            fitted = fit_pair(pair, sampler, config)
+            fitted.listeners.append(self._session.on_result)
+            self._session.fits[key] = fitted
+        return fitted
+
+
+@pytest.fixture(scope="session")
+def equivtest_fit(request) -> FitCache:
+    """Fit a pair's transformation once per session: ``equivtest_fit(pair, sampler, config)``."""
+    return FitCache(request.config.stash[_KEY])
+
+
+def pair(func=None, *, name: str | None = None, scope: str = "session"):
+    """Declare a fixture that returns a :class:`NetworkPair` (checked when it runs).
+
+    Use as ``@equivtest.pair`` or ``@equivtest.pair(name="my_pair", scope="module")``.
+    """
+
+    def decorate(f):
+        @functools.wraps(f)
+        def fixture_function(*args, **kwargs):
+            from .pairs import NetworkPair
+
+            value = f(*args, **kwargs)
+            if not isinstance(value, NetworkPair):
+                raise TypeError(
+                    f"@equivtest.pair fixture {f.__name__!r} returned {type(value).__name__}; "
+                    "return equivtest.NetworkPair(a, b, layer_a, layer_b)"
+                )
+            return value
+
+        return pytest.fixture(scope=scope, name=name)(fixture_function)
+
+    return decorate(func) if func is not None else decorate
+
+
+def pytest_sessionfinish(session, exitstatus):
+    state = session.config.stash.get(_KEY, None)
+    if state is not None:
+        state.write_records()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = config.stash.get(_KEY, None)
+    if session is None or not session.results or config.getoption("equivtest_no_summary"):
+        return
+    from rich.console import Console
+
+    from .report.terminal import criteria_table
+
+    buffer = io.StringIO()
+    width = getattr(terminalreporter, "_tw", None)
+    console = Console(file=buffer, width=max(100, width.fullwidth if width else 120), force_terminal=terminalreporter.hasmarkup)
+    console.print(criteria_table(session.results, "equivtest: equivalence criteria"))
+    terminalreporter.section("equivtest")
+    terminalreporter.write(buffer.getvalue())
+    for path in session.records:
+        terminalreporter.write_line(f"record: {path}")
