@@ -32,6 +32,30 @@ def procrustes_alignment(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return align
 
 
+class PrincipalRBF:
+    """``RBFInterpolator`` on the principal axes of its inputs.
+
+    Activations of a wide layer often span fewer directions than the layer has
+    neurons (a 1-d input through 8 tanh units can leave a 6-dimensional span). The
+    thin plate spline's linear polynomial is then nearly singular on the raw
+    coordinates, and the interpolant goes wild between samples. Rotating the centred
+    inputs onto their principal axes and dropping axes whose singular value is below
+    ``rtol`` of the largest removes that degeneracy without changing the data.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, kernel: str, smoothing: float, rtol: float = 1e-7):
+        self.mean_ = x.mean(axis=0)
+        _, s, vt = np.linalg.svd(x - self.mean_, full_matrices=False)
+        self.axes_ = vt[s > rtol * s[0]].T if s[0] > 0 else vt[:1].T
+        self.interpolator_ = RBFInterpolator(self._project(x), y, kernel=kernel, smoothing=smoothing)
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean_) @ self.axes_
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.interpolator_(self._project(np.asarray(x, dtype=np.float64)))
+
+
 @dataclass(frozen=True)
 class SideFit:
     """What one network contributes to a fit."""
@@ -144,10 +168,18 @@ class Transformation:
         self.to_b_ = self._rbf(self.embed_a_(side_a.activations) @ self.alignment_ab_, side_b.activations)
         self.to_a_ = self._rbf(self.embed_b_(side_b.activations) @ self.alignment_ba_, side_a.activations)
 
-    def _rbf(self, x: np.ndarray, y: np.ndarray) -> RBFInterpolator:
+    def _rbf(self, x: np.ndarray, y: np.ndarray) -> "PrincipalRBF":
         try:
-            return RBFInterpolator(x, y, kernel=self.rbf_kernel, smoothing=self.smoothing)
+            return PrincipalRBF(x, y, kernel=self.rbf_kernel, smoothing=self.smoothing)
         except (np.linalg.LinAlgError, ValueError) as exc:
+            repeats = len(x) - len(np.unique(x, axis=0))
+            if repeats:
+                raise FitConfigError(
+                    f"RBF interpolation failed: {repeats} sample(s) have exactly the same input "
+                    "coordinates as another sample. Where these are activations, the layer maps "
+                    "different samples to one point (it is not injective there), so no map in this "
+                    "direction exists; set smoothing > 0 only if you expect such ties"
+                ) from exc
             raise FitConfigError(
                 f"RBF interpolation failed ({exc}); the samples may be too few or degenerate "
                 "for the polynomial part. Raise `smoothing` (e.g. 1e-10) or use more samples"
