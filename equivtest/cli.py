@@ -13,6 +13,8 @@ from .report.terminal import print_results
 
 app = typer.Typer(help="Test whether two neural networks are equivalent.", no_args_is_help=True, add_completion=False)
 console = Console()
+if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+    console = Console(width=120)
 
 
 @app.command("list")

@@ -115,7 +115,7 @@ class FittedPair:
             x = p.inputs_for(side, self.samples.samples[:2])
             widths = layer_widths(p.network(side), x, p.layer(side).path)
             check = whitney_check(widths, self.activations[side][0].shape[1], d)
-            detail = f"d={d}, needs {check.required}; narrowest {check.narrowest[0]!r} = {check.narrowest[1]}"
+            detail = f"d={d}, 2d+1={check.required}, narrowest {check.narrowest[0]}={check.narrowest[1]}"
             out.append(criterion("whitney", side, check.value, detail).with_threshold(check.required))
         return out
 

@@ -19,7 +19,11 @@ def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
             f"neighbourhoods have {m} point each; a covariance needs at least 2 "
             "(raise the neighbourhood size, the thesis uses 100 to 1024)"
         )
-    centred = nb - nb.mean(axis=1, keepdims=True)
+    # Shift by the first neighbour before centring: a feature constant over the
+    # neighbourhood then has exactly zero variance whatever its value (the float mean
+    # of m copies of 0.1 is not 0.1, which would leave a ~1e-34 residue).
+    shifted = nb - nb[:, :1, :]
+    centred = shifted - shifted.mean(axis=1, keepdims=True)
     return np.matmul(centred.transpose(0, 2, 1), centred) / (m - 1)
 
 

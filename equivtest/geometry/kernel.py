@@ -90,12 +90,20 @@ def median_knn_epsilon(d2, k: int = 10) -> float:
 
     Works on a dense ``(N, N)`` or sparse kNN matrix of squared Mahalanobis distances.
     """
+    if k < 1:
+        raise FitConfigError(f"epsilon_k must be at least 1, got {k}")
     if scipy.sparse.issparse(d2):
         d2 = d2.tocsr()
+        shortest = int(np.diff(d2.indptr).min())
+        if k >= shortest:
+            raise FitConfigError(
+                f"epsilon_k={k} needs at least {k + 1} stored distances per sample, but a row has "
+                f"{shortest}; raise k_neighbours above epsilon_k or lower epsilon_k"
+            )
         kth = []
         for i in range(d2.shape[0]):
             row = np.sort(d2.data[d2.indptr[i] : d2.indptr[i + 1]])
-            kth.append(row[min(k, len(row) - 1)])
+            kth.append(row[k])
         kth = np.asarray(kth)
     else:
         d2 = np.asarray(d2)
