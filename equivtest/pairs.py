@@ -21,7 +21,9 @@ class NetworkPair:
     ``task`` decides the downstream criterion: output MSE for ``"regression"``,
     agreement of the arg-max prediction for ``"classification"``.
     ``intrinsic_dim`` is the dimension d of the input manifold for the Whitney
-    criterion; ``None`` estimates it from the samples.
+    criterion; ``None`` estimates it from the samples. ``device`` (e.g. ``"cuda"``)
+    moves both networks there; capture and stitching then run on it, and activations
+    come back to the CPU in float64 for the fit.
     """
 
     a: nn.Module
@@ -34,6 +36,7 @@ class NetworkPair:
     task: str = "regression"
     intrinsic_dim: int | None = None
     metadata: dict = field(default_factory=dict)
+    device: "str | None" = None
 
     def __post_init__(self):
         for label, net in (("a", self.a), ("b", self.b)):
@@ -47,6 +50,18 @@ class NetworkPair:
         if len(self.names) != 2 or self.names[0] == self.names[1]:
             raise EquivtestError(f"names must be two distinct labels, got {self.names!r}")
         self.names = tuple(self.names)
+        if self.device is not None:
+            import torch
+
+            try:
+                device = torch.device(self.device)
+                self.a.to(device)
+                self.b.to(device)
+            except (RuntimeError, AssertionError) as exc:
+                raise EquivtestError(
+                    f"cannot move the networks to device {self.device!r} ({exc}); "
+                    "use a device torch can see, e.g. 'cpu' or 'cuda' with torch.cuda.is_available()"
+                ) from None
 
     def network(self, side: str) -> nn.Module:
         return self.a if side == "a" else self.b
@@ -69,5 +84,6 @@ class NetworkPair:
             "task": self.task,
             "domain_map": None if self.domain_map is None else getattr(self.domain_map, "__name__", "custom"),
             "intrinsic_dim": self.intrinsic_dim,
+            "device": None if self.device is None else str(self.device),
             **({"metadata": self.metadata} if self.metadata else {}),
         }
