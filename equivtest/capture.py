@@ -7,6 +7,7 @@ forward pass stops right after the layer, because nothing later is needed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -68,6 +69,19 @@ def resolve_layer(model: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode for the duration; afterwards every submodule gets back its own flag
+    (``model.train(flag)`` would overwrite submodules kept in eval on purpose)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in modes:
+            m.training = flag
+
+
 class _StopForward(Exception):
     """Raised by the capture hook to end a forward pass once the layer has run."""
 
@@ -116,18 +130,30 @@ def capture(
     x, device = as_model_input(model, inputs), model_device(model)
     n = x.shape[0]
     recorded: list[torch.Tensor] = []
+    # With early stop a layer that runs twice per pass would silently give its first
+    # output; one full pass on one sample first counts how often it runs.
+    probe = {"on": bool(stop_early) and n > 0, "runs": 0}
 
     def hook(_module, _inputs, output):
+        if probe["on"]:
+            probe["runs"] += 1
+            return
         flat = _output_tensor(output, spec.path).reshape(output.shape[0], -1)
         recorded.append(spec.select(flat).detach().to("cpu", torch.float64))
         if stop_early:
             raise _StopForward
 
-    was_training = model.training
     handle = module.register_forward_hook(hook)
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
+            if probe["on"]:
+                model(x[:1].to(device))
+                probe["on"] = False
+                if probe["runs"] != 1:
+                    raise ActivationError(
+                        f"layer {spec.path!r} ran {probe['runs']} times in one forward pass; "
+                        "capture needs a layer that runs exactly once per forward pass"
+                    )
             for start in range(0, n, int(batch_size)):
                 batch = x[start : start + int(batch_size)].to(device)
                 try:
@@ -138,7 +164,6 @@ def capture(
                     progress(min(start + int(batch_size), n), n)
     finally:
         handle.remove()
-        model.train(was_training)
     if len(recorded) != -(-n // int(batch_size)):
         raise ActivationError(
             f"layer {spec.path!r} ran {len(recorded)} times for {-(-n // int(batch_size))} batches; "
@@ -184,7 +209,7 @@ def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str,
             handles.append(module.register_forward_hook(make_hook(name)))
     x = as_model_input(model, example_input).to(model_device(model))
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             try:
                 model(x)
             except _StopForward:
@@ -204,11 +229,6 @@ def as_model_input(model: nn.Module, inputs) -> torch.Tensor:
 def forward_batched(model: nn.Module, inputs, batch_size: int = 8192) -> np.ndarray:
     """Full forward pass in eval mode and in batches; float64 outputs on the CPU."""
     x, device = as_model_input(model, inputs), model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = [model(x[s : s + batch_size].to(device)).to("cpu", torch.float64) for s in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        outs = [model(x[s : s + batch_size].to(device)).to("cpu", torch.float64) for s in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,12 @@ def _digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _header_digest(meta: dict) -> str:
+    """Checksum of the header fields that change predictions (arrays have their own)."""
+    fields = {"params": meta["params"], "epsilon": meta["epsilon"]}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def save_transformation(transformation, path) -> Path:
     from . import __version__
 
@@ -48,6 +53,7 @@ def save_transformation(transformation, path) -> Path:
         "epsilon": {"a": transformation.side_a_.epsilon, "b": transformation.side_b_.epsilon},
         "sha256": {k: _digest(v) for k, v in arrays.items()},
     }
+    meta["header_sha256"] = _header_digest(json.loads(json.dumps(meta)))
     buffer = io.BytesIO()
     np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -61,14 +67,16 @@ def load_transformation(path):
     if not path.exists():
         raise TransformFileError(f"no saved transformation at {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             contents = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise TransformFileError(f"{path} is not a readable transformation file ({exc}); {fix}") from None
+    except Exception as exc:  # zipfile, zlib, struct, tokenize...: every one means "unreadable"
+        raise TransformFileError(f"{path} is not a readable transformation file ({exc!r}); {fix}") from None
     try:
         meta = json.loads(bytes(contents.pop("__meta__")).decode())
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TransformFileError(f"{path} has no valid header ({exc}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise TransformFileError(f"{path} has no valid header (not a JSON object); {fix}")
     if meta.get("format") != FORMAT:
         raise TransformFileError(f"{path} is not an equivtest transformation (format {meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -84,12 +92,21 @@ def load_transformation(path):
     for name, array in contents.items():
         if _digest(array) != expected[name]:
             raise TransformFileError(f"array {name!r} in {path} does not match its checksum: the file was altered; {fix}")
-    params = dict(meta["params"])
-    params["names"] = tuple(params["names"])
-    transformation = Transformation(**params)
-    sides = [
-        SideFit(*(contents[f"{name}_{side}"] for name in _ARRAYS), float(meta["epsilon"][side]))
-        for side in ("a", "b")
-    ]
+    try:
+        if meta.get("header_sha256") != _header_digest(meta):
+            raise TransformFileError(
+                f"the parameters in the header of {path} do not match their checksum: the file was edited; {fix}"
+            )
+        params = dict(meta["params"])
+        params["names"] = tuple(params["names"])
+        transformation = Transformation(**params)
+        sides = [
+            SideFit(*(contents[f"{name}_{side}"] for name in _ARRAYS), float(meta["epsilon"][side]))
+            for side in ("a", "b")
+        ]
+    except TransformFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TransformFileError(f"{path} has an incomplete header ({exc!r}); {fix}") from None
     transformation._set_fitted(*sides)
     return transformation

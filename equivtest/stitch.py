@@ -60,6 +60,7 @@ class StitchedNetwork:
             raise EquivtestError(f"target_input must be one of {TARGET_INPUTS}, got {target_input!r}")
         self.source, self.target = source, target
         self.source_layer, self.target_layer = LayerSpec.of(source_layer), LayerSpec.of(target_layer)
+        resolve_layer(source, self.source_layer.path)
         resolve_layer(target, self.target_layer.path)
         self.transformation, self.to = transformation, transformation.side(to)
         self.domain_map, self.target_input, self.batch_size = domain_map, target_input, batch_size

@@ -214,6 +214,7 @@ class Transformation:
 
     def aligned(self, activations, to: str) -> np.ndarray:
         """Coordinates of the *source* network's activations, aligned into ``to``'s diffusion space."""
+        self._check_fitted()
         target = self.side(to)
         source = "a" if target == "b" else "b"
         align = self.alignment_ab_ if target == "b" else self.alignment_ba_
@@ -224,6 +225,7 @@ class Transformation:
 
         ``to`` names the *target* network ("b" maps A's activations into B's space).
         """
+        self._check_fitted()
         target = self.side(to)
         back = self.to_b_ if target == "b" else self.to_a_
         return back(self.aligned(activations, target))
