@@ -56,3 +56,9 @@ def rotated_copy(model: nn.Sequential, layer: str, nxt: str, q: np.ndarray) -> n
 def random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     return q * np.sign(np.diag(r))
+
+
+def small_mlp(seed: int) -> nn.Sequential:
+    """fc1 (1 -> 8) -> act1 -> fc2 (8 -> 1), float64, seeded."""
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(fc1=nn.Linear(1, 8), act1=nn.Tanh(), fc2=nn.Linear(8, 1))).double()

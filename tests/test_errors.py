@@ -6,12 +6,9 @@ Every check asserts both the exception type and key words of its message.
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from equivtest import errors
 from equivtest.capture import capture, capture_neighbourhoods
@@ -26,17 +23,12 @@ from equivtest.pairs import NetworkPair
 from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, GridPoints, Sampler
 from equivtest.stitch import StitchedNetwork
 from equivtest.transform import Transformation
-
-
-def make_mlp(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = nn.Sequential(OrderedDict(fc1=nn.Linear(1, 8), act1=nn.Tanh(), fc2=nn.Linear(8, 1)))
-    return model.double()
+from tests._nets import small_mlp
 
 
 @pytest.fixture(scope="module")
 def nets():
-    return make_mlp(0), make_mlp(1)
+    return small_mlp(0), small_mlp(1)
 
 
 @pytest.fixture(scope="module")

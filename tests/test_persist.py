@@ -6,30 +6,22 @@ import json
 import os
 import struct
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch import nn
 
 from equivtest.capture import capture_neighbourhoods
 from equivtest.errors import NotFittedError, TransformFileError
 from equivtest.persist import FORMAT_VERSION
 from equivtest.sampling import GaussianNeighbourhood, GridPoints, Sampler
 from equivtest.transform import Transformation
+from tests._nets import small_mlp
 
 ARRAYS = {f"{name}_{side}" for name in ("activations", "coordinates", "eigenvalues") for side in ("a", "b")}
 REFIT = r"refit the transformation"
-
-
-def make_mlp(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = nn.Sequential(OrderedDict(fc1=nn.Linear(1, 8), act1=nn.Tanh(), fc2=nn.Linear(8, 1)))
-    return model.double()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +29,7 @@ def acts():
     sample_set = Sampler(GridPoints(-1, 1, 64), GaussianNeighbourhood(64, 0.05), seed=0).draw()
     out = []
     for seed in (0, 1):
-        out.extend(capture_neighbourhoods(make_mlp(seed), sample_set.samples, sample_set.neighbourhoods, "act1"))
+        out.extend(capture_neighbourhoods(small_mlp(seed), sample_set.samples, sample_set.neighbourhoods, "act1"))
     return tuple(out)
 
 
