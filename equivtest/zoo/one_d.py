@@ -35,6 +35,17 @@ def build_mlp(widths: list[int]) -> nn.Sequential:
 
 
 def _train(model: nn.Module, lr: float, seed: int, max_epochs: int, batch_size: int, patience: int) -> dict:
+    # Tiny matrices: one thread is faster than several spinning on a busy machine, and
+    # the result does not depend on the machine's core count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_loop(model, lr, seed, max_epochs, batch_size, patience)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loop(model: nn.Module, lr: float, seed: int, max_epochs: int, batch_size: int, patience: int) -> dict:
     rng = np.random.default_rng(seed)
     x_train = rng.uniform(-1.0, 0.0, size=(TRAIN_SIZE, 1))
     x_val = rng.uniform(-1.0, 0.0, size=(VAL_SIZE, 1))
