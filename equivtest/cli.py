@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import experiments
-from .report.terminal import print_results
 
 app = typer.Typer(help="Test whether two neural networks are equivalent.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -20,8 +20,8 @@ if not console.is_terminal:  # piped or captured: do not squeeze the table into 
 @app.command("list")
 def list_suites() -> None:
     """List the suites that `equivtest run` knows."""
-    for name, module in experiments.EXPERIMENTS.items():
-        console.print(f"[bold]{name}[/]  {module.TITLE}")
+    for name, suite in experiments.SUITES.items():
+        console.print(f"[bold]{escape(name)}[/]  {escape(suite.title)}")
 
 
 @app.command()
@@ -35,26 +35,29 @@ def run(
 ) -> None:
     """Rerun a suite: fit the transformation, assert its criteria, write a JSON record."""
     try:
-        experiment = experiments.get(suite)
+        entry = experiments.get(suite)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/]")
+        console.print(f"[red]{escape(exc.args[0])}[/]")
         raise typer.Exit(2)
     overrides = {k: v for k, v in (("n_samples", samples), ("neighbourhood_size", neighbourhood), ("seed", seed)) if v is not None}
     from .experiments.runner import run_experiment
+    from .report.terminal import print_results
 
-    with console.status(f"[bold]{suite}[/]: starting") as status:
+    with console.status(f"[bold]{escape(suite)}[/]: starting") as status:
+        experiment = entry.load()
+
         def stage(message: str) -> None:
-            status.update(f"[bold]{suite}[/]: {message}")
-            console.log(message)
+            status.update(f"[bold]{escape(suite)}[/]: {escape(message)}")
+            console.log(message, markup=False)
 
         fitted, result, record = run_experiment(
             experiment, report_dir=None if no_record else report_dir, stage=stage, sampler_kwargs=overrides
         )
-    print_results([result], console, title=experiment.TITLE)
+    print_results([result], console, title=entry.title)
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in fitted.timings.items())
     console.print(f"timings: {timings}")
     if record is not None:
-        console.print(f"record: {record}")
+        console.print(f"record: {record}", markup=False, soft_wrap=True)
     if not result.passed:
         console.print(f"[bold red]{len(result.failures())} criterion(s) failed[/]")
         raise typer.Exit(1)

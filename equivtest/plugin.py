@@ -82,13 +82,23 @@ class FitCache:
         if not isinstance(pair, NetworkPair):
             raise TypeError(f"equivtest_fit needs a NetworkPair, got {type(pair).__name__}")
         config = config or FitConfig()
-        key = (id(pair), json.dumps(sampler.describe(), sort_keys=True, default=str), config)
+        key = (id(pair), _sampler_key(sampler), config)
         fitted = self._session.fits.get(key)
         if fitted is None:
             fitted = fit_pair(pair, sampler, config)
             fitted.listeners.append(self._session.on_result)
             self._session.fits[key] = fitted
         return fitted
+
+
+def _sampler_key(sampler) -> tuple:
+    """The sampler itself where it hashes (frozen dataclasses compare by value, other
+    objects by identity); else its description, which digests arrays."""
+    try:
+        hash(sampler)
+    except TypeError:
+        return ("described", json.dumps(sampler.describe(), sort_keys=True, default=str))
+    return ("value", sampler)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +121,7 @@ def pair(func=None, *, name: str | None = None, scope: str = "session"):
             value = f(*args, **kwargs)
             if not isinstance(value, NetworkPair):
                 raise TypeError(
-                    f"@equivtest.pair fixture {f.__name__!r} returned {type(value).__name__}; "
+                    f"@equivtest.pair fixture {(name or f.__name__)!r} returned {type(value).__name__}; "
                     "return equivtest.NetworkPair(a, b, layer_a, layer_b)"
                 )
             return value

@@ -1,20 +1,34 @@
 """The thesis's experiments as suites, defined once for ``pytest suites/`` and ``equivtest run``.
 
-Each experiment module provides ``NAME``, ``TITLE``, ``pair()``, ``sampler()``,
-``CONFIG``, ``test_inputs()`` and ``THRESHOLDS``.
+Each experiment module provides ``NAME``, ``pair()``, ``sampler()``, ``CONFIG``,
+``test_inputs()`` and ``THRESHOLDS``. The registry below names them without importing
+them, so ``equivtest list`` and ``--help`` stay fast (no torch, no datafold).
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
-from . import one_d
 
-EXPERIMENTS: dict[str, ModuleType] = {one_d.NAME: one_d}
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    module: str
+    title: str
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
-def get(name: str) -> ModuleType:
+SUITES: dict[str, Suite] = {
+    "1d": Suite("1d", "equivtest.experiments.one_d", "Experiment 1: 1-1-1 vs. 1-8-8-8-1 tanh MLPs on f(x) = -x^2"),
+}
+
+
+def get(name: str) -> Suite:
     try:
-        return EXPERIMENTS[name]
+        return SUITES[name]
     except KeyError:
-        raise KeyError(f"no suite named {name!r}; available: {', '.join(EXPERIMENTS)}") from None
+        raise KeyError(f"no suite named {name!r}; available: {', '.join(SUITES)}") from None

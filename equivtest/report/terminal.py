@@ -21,8 +21,16 @@ def _order(c: Criterion) -> int:
 def criteria_table(results: Iterable[EquivalenceResult], title: str = "equivtest") -> Table:
     """One row per (pair, criterion, direction); failures first."""
     table = Table(title=title, show_lines=False)
-    for col, kw in (("pair", {"no_wrap": True}), ("criterion", {"no_wrap": True}), ("direction", {"no_wrap": True}), ("value", {"justify": "right"}),
-                    ("threshold", {"justify": "right"}), ("status", {}), ("detail", {"overflow": "fold"})):
+    columns = (
+        ("pair", {"no_wrap": True}),
+        ("criterion", {"no_wrap": True}),
+        ("direction", {"no_wrap": True}),
+        ("value", {"justify": "right", "no_wrap": True, "min_width": 10}),
+        ("threshold", {"justify": "right", "no_wrap": True, "min_width": 10}),
+        ("status", {"min_width": 6}),
+        ("detail", {"overflow": "fold"}),
+    )
+    for col, kw in columns:
         table.add_column(col, **kw)
     rows = [(r.pair, c) for r in results for c in r.criteria]
     rows.sort(key=lambda rc: (_order(rc[1]), rc[0]))
