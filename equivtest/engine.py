@@ -99,6 +99,8 @@ class FittedPair:
                 found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
             found.append(criterion("diffusion_residual", direction, residual[direction]))
         found.extend(self.whitney())
+        # kept for reports and baselines: what the criteria were computed on
+        self.test_inputs, self.test_activations, self.test_outputs = test_inputs, acts, outputs
         result = EquivalenceResult(p.name, found, {"n_test": int(len(test_inputs))})
         if thresholds:
             result = result.with_thresholds(thresholds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def pytest_addoption(parser):
     group.addoption(
         "--equivtest-report-dir", metavar="DIR", default=None,
         help="write a JSON record and the fitted transformation of every evaluated pair into DIR",
+    )
+    group.addoption(
+        "--equivtest-force-regen", action="store_true", default=False,
+        help="rewrite the baselines of checks that regressed (those tests still fail once, naming the files)",
+    )
+    group.addoption(
+        "--equivtest-regen-all", action="store_true", default=False,
+        help="rewrite every baseline that is checked (those tests fail once, naming the files)",
     )
     group.addoption(
         "--equivtest-no-summary", action="store_true", default=False,
@@ -105,6 +114,56 @@ def _sampler_key(sampler) -> tuple:
 def equivtest_fit(request) -> FitCache:
     """Fit a pair's transformation once per session: ``equivtest_fit(pair, sampler, config)``."""
     return FitCache(request.config.stash[_KEY])
+
+
+class BaselineCheck:
+    """Callable returned by ``equivtest_baseline``: ``check(fitted, result, tolerances=..., name=...)``.
+
+    Baselines live beside the test file, in a folder named after the test module
+    (``tests/test_x.py`` -> ``tests/test_x/NAME.json`` and ``NAME.npz``), NAME being
+    the test's name unless given.
+    """
+
+    def __init__(self, request):
+        self._request = request
+
+    @property
+    def folder(self) -> Path:
+        path = Path(self._request.path)
+        return path.parent / path.stem
+
+    def __call__(self, fitted, result, *, tolerances=None, name: str | None = None):
+        __tracebackhide__ = True
+        from .baseline import BaselineFailure, check_baseline, write_baseline
+
+        config = self._request.config
+        name = name or re.sub(r"[^\w.-]+", "_", self._request.node.name)
+        if config.getoption("equivtest_regen_all"):
+            json_path, _ = write_baseline(self.folder, name, fitted, result)
+            result.info["baseline"] = "regenerated"
+            raise BaselineFailure(f"--equivtest-regen-all: baseline rewritten: {json_path}")
+        outcome = check_baseline(
+            self.folder, name, fitted, result, tolerances=tolerances,
+            regen=config.getoption("equivtest_force_regen"), artefact_hint=_artefact_hint(config),
+        )
+        result.info["baseline"] = outcome.status
+        if outcome.status != "passed":
+            flag = "" if outcome.status != "regressed" else "\n(accept the new values with --equivtest-force-regen)"
+            raise BaselineFailure(
+                f"baseline {outcome.status} for pair {result.pair!r}:\n  - " + "\n  - ".join(outcome.messages) + flag
+            )
+        return outcome
+
+
+def _artefact_hint(config) -> str | None:
+    report_dir = config.getoption("equivtest_report_dir")
+    return f"run records in {report_dir}" if report_dir else "rerun with --equivtest-report-dir DIR for the run's record and plots"
+
+
+@pytest.fixture
+def equivtest_baseline(request) -> BaselineCheck:
+    """Check a result against its stored baseline: ``equivtest_baseline(fitted, result)``."""
+    return BaselineCheck(request)
 
 
 def pair(func=None, *, name: str | None = None, scope: str = "session"):
