@@ -57,11 +57,57 @@ def run(
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in fitted.timings.items())
     console.print(f"timings: {timings}")
     if record is not None:
+        from .report.html import write_html
+
         console.print(f"record: {record}", markup=False, soft_wrap=True)
+        console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
     if not result.passed:
         console.print(f"[bold red]{len(result.failures())} criterion(s) failed[/]")
         raise typer.Exit(1)
     console.print("[bold green]all criteria met[/]")
+
+
+def _run_folder(path: Path) -> Path:
+    folder = path.parent if path.name == "record.json" else path
+    if not (folder / "record.json").exists():
+        console.print(f"[red]no record.json in {escape(str(folder))}[/]; give a run folder written by `equivtest run` "
+                      "or `pytest --equivtest-report-dir`")
+        raise typer.Exit(2)
+    return folder
+
+
+def _latest_run(root: Path) -> Path:
+    runs = sorted(root.glob("*/record.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        console.print(f"[red]no runs under {escape(str(root))}[/]; run `equivtest run 1d` first or name a run folder")
+        raise typer.Exit(2)
+    return runs[-1].parent
+
+
+@app.command()
+def report(
+    run: Optional[Path] = typer.Argument(None, help="Run folder (or its record.json); default: the newest under --reports."),
+    reports: Path = typer.Option(Path("reports"), help="Where to look for the newest run."),
+    compare: Optional[list[Path]] = typer.Option(
+        None, "--compare", help="Compare two runs: --compare RUN_A --compare RUN_B (or RUN_A RUN_B as arguments)."
+    ),
+) -> None:
+    """Render a run's HTML report, or compare the criteria of two runs."""
+    if compare:
+        runs = list(compare) + ([run] if run is not None else [])
+        if len(runs) != 2:
+            console.print("[red]--compare needs exactly two runs[/]")
+            raise typer.Exit(2)
+        from .record import load_record
+        from .report.terminal import comparison_table
+
+        a, b = (load_record(_run_folder(r) / "record.json") for r in runs)
+        console.print(comparison_table(a, b, str(runs[0]), str(runs[1])))
+        return
+    from .report.html import write_html
+
+    folder = _run_folder(run) if run is not None else _latest_run(reports)
+    console.print(f"report: {write_html(folder)}", markup=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

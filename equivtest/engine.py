@@ -81,17 +81,17 @@ class FittedPair:
             net, x = p.network(side), p.inputs_for(side, test_inputs)
             acts[side] = capture(net, x, p.layer(side), batch_size=cfg.batch_size)
             outputs[side] = forward_batched(net, x, cfg.batch_size)
-        found = []
+        found, predictions, stitched = [], {}, {}
         residual = self.transformation.diffusion_residual()
         for source, target in DIRECTIONS:
             direction = f"{source}->{target}"
             if stage:
                 stage(f"criteria {direction}")
-            predicted = self.transformation.predict(acts[source], to=target)
+            predicted = predictions[direction] = self.transformation.predict(acts[source], to=target)
             found.append(criterion("activation_mse", direction, np.mean((predicted - acts[target]) ** 2)))
             if target == "a" and p.domain_map is not None:
                 continue
-            stitched_out = self.stitched(target)(test_inputs)
+            stitched_out = stitched[direction] = self.stitched(target)(test_inputs)
             if p.task == "classification":
                 agree = np.mean(stitched_out.argmax(axis=1) == outputs[target].argmax(axis=1))
                 found.append(criterion("agreement", direction, agree))
@@ -101,6 +101,7 @@ class FittedPair:
         found.extend(self.whitney())
         # kept for reports and baselines: what the criteria were computed on
         self.test_inputs, self.test_activations, self.test_outputs = test_inputs, acts, outputs
+        self.test_predictions, self.test_stitched = predictions, stitched
         result = EquivalenceResult(p.name, found, {"n_test": int(len(test_inputs))})
         if thresholds:
             result = result.with_thresholds(thresholds)

@@ -36,6 +36,10 @@ def pytest_addoption(parser):
         help="write a JSON record and the fitted transformation of every evaluated pair into DIR",
     )
     group.addoption(
+        "--equivtest-html", action="store_true", default=False,
+        help="also render report.html into each run folder (needs --equivtest-report-dir)",
+    )
+    group.addoption(
         "--equivtest-force-regen", action="store_true", default=False,
         help="rewrite the baselines of checks that regressed (those tests still fail once, naming the files)",
     )
@@ -51,7 +55,9 @@ def pytest_addoption(parser):
 
 @dataclass
 class EquivtestSession:
-    report_dir: Path | None
+    """Per-session state. Options are read when used, so a conftest may still set them."""
+
+    config: pytest.Config
     evaluated: list = field(default_factory=list)  # (FittedPair, EquivalenceResult)
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
@@ -63,6 +69,15 @@ class EquivtestSession:
     def results(self) -> list:
         return [result for _, result in self.evaluated]
 
+    @property
+    def report_dir(self) -> Path | None:
+        value = self.config.getoption("equivtest_report_dir")
+        return Path(value) if value else None
+
+    @property
+    def html(self) -> bool:
+        return bool(self.config.getoption("equivtest_html"))
+
     def write_records(self) -> None:
         """Written at the end of the session, so records show the thresholds the tests asserted."""
         if self.report_dir is None:
@@ -70,12 +85,22 @@ class EquivtestSession:
         from .record import write_run
 
         for fitted, result in self.evaluated:
-            self.records.append(write_run(fitted, result, self.report_dir))
+            record = write_run(fitted, result, self.report_dir)
+            self.records.append(record)
+            if self.html:
+                from .report.html import write_html
+
+                self.records.append(write_html(record.parent))
 
 
 def pytest_configure(config):
-    report_dir = config.getoption("equivtest_report_dir")
-    config.stash[_KEY] = EquivtestSession(Path(report_dir) if report_dir else None)
+    config.stash[_KEY] = EquivtestSession(config)
+
+
+def pytest_sessionstart(session):
+    config = session.config
+    if config.getoption("equivtest_html") and not config.getoption("equivtest_report_dir"):
+        raise pytest.UsageError("--equivtest-html needs --equivtest-report-dir DIR (where the run folders go)")
 
 
 class FitCache:
@@ -211,4 +236,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("equivtest")
     terminalreporter.write(buffer.getvalue())
     for path in session.records:
-        terminalreporter.write_line(f"record: {path}")
+        terminalreporter.write_line(f"{'report' if path.suffix == '.html' else 'record'}: {path}")

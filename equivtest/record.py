@@ -67,11 +67,15 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 
 def write_run(fitted, result, root: str | Path, *, suite: str | None = None, save_transformation: bool = True) -> Path:
     """Write ``record.json`` (and ``transformation.npz``) into a new run folder; returns the record path."""
+    from .report.plotdata import save_plot_arrays
+
     folder = new_run_dir(root, suite or fitted.pair.name)
     artefacts = {}
     if save_transformation:
         fitted.transformation.save(folder / "transformation.npz")
         artefacts["transformation"] = "transformation.npz"
+    save_plot_arrays(fitted, folder / "plots.npz")
+    artefacts["plots"] = "plots.npz"
     record = build_record(fitted, result, suite=suite, artefacts=artefacts)
     return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())
 

@@ -86,7 +86,7 @@ def test_run_1d_writes_a_record_that_meets_the_thesis_figures(run_1d):
     # A's one-wide layer is below Whitney's bound: reported, not asserted.
     assert criteria["whitney", "a"]["threshold"] is None and criteria["whitney", "a"]["passed"] is None
 
-    assert record["artefacts"] == {"transformation": "transformation.npz"}
+    assert record["artefacts"] == {"transformation": "transformation.npz", "plots": "plots.npz"}
     loaded = equivtest.Transformation.load(folders[0] / "transformation.npz")
     assert loaded.get_params()["n_eigenvectors"] == one_d.CONFIG.n_eigenvectors
 
@@ -147,3 +147,32 @@ def test_console_script_help():
     assert done.returncode == 0, done.stderr
     assert "Test whether two neural networks are equivalent." in done.stdout
     assert re.search(r"\blist\b", done.stdout) and re.search(r"\brun\b", done.stdout), done.stdout
+
+
+def test_run_writes_an_html_report_and_report_rerenders_it(tmp_path):
+    reports = tmp_path / "reports"
+    result = runner.invoke(app, ["run", "1d", "--report-dir", str(reports)])
+    assert result.exit_code == 0, result.output
+    (folder,) = [p.parent for p in reports.glob("*/record.json")]
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and "output_mse" in page
+    (folder / "report.html").unlink()
+    again = runner.invoke(app, ["report", "--reports", str(reports)])  # the newest run
+    assert again.exit_code == 0, again.output
+    assert (folder / "report.html").exists()
+
+
+def test_report_compare_shows_the_change_between_two_runs(tmp_path):
+    reports = tmp_path / "reports"
+    for samples in ("256", "512"):
+        assert runner.invoke(app, ["run", "1d", "--report-dir", str(reports), "--samples", samples]).exit_code in (0, 1)
+    first, second = sorted(reports.glob("*/record.json"), key=lambda p: p.stat().st_mtime)
+    result = runner.invoke(app, ["report", "--compare", str(first.parent), "--compare", str(second.parent)])
+    assert result.exit_code == 0, result.output
+    assert "output_mse" in result.output and "%" in result.output
+    assert "better" in result.output or "worse" in result.output
+
+
+def test_report_on_a_folder_without_a_record_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no record.json" in result.output

@@ -288,7 +288,7 @@ def test_report_dir_writes_one_record_per_evaluated_result(project, tmp_path):
     assert len(folders) == 2, folders
     assert all(p.is_dir() and p.name.startswith("self-pair-") for p in folders)
     for folder in folders:
-        assert sorted(p.name for p in folder.iterdir()) == ["record.json", "transformation.npz"]
+        assert sorted(p.name for p in folder.iterdir()) == ["plots.npz", "record.json", "transformation.npz"]
         assert f"record: {folder / 'record.json'}" in out
 
     records = {}
@@ -296,7 +296,7 @@ def test_report_dir_writes_one_record_per_evaluated_result(project, tmp_path):
         record = json.loads((folder / "record.json").read_text())
         assert record["schema"] == "equivtest.run"
         assert record["schema_version"] == 1
-        assert record["artefacts"] == {"transformation": "transformation.npz"}
+        assert record["artefacts"] == {"transformation": "transformation.npz", "plots": "plots.npz"}
         assert record["pair"]["name"] == "self-pair"
         assert record["pair"]["layers"]["a"]["path"] == "act1"
         assert record["sampler"]["points"] == {"kind": "GridPoints", "lower": -1.0, "upper": 1.0, "n": 256}

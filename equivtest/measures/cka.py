@@ -34,7 +34,9 @@ class LinearCKA(Measure):
 
     It removes the positive bias of the plain estimate for N not much larger than F
     (the plain CKA of independent data is about F/N, the debiased one about 0) and
-    needs N >= 4. It can be slightly negative. The three terms are also computed in
+    needs N >= 4. It can be slightly negative, and is undefined (an
+    ``ActivationError``) when ``HSIC_1(K, K)``, a sum of squares, vanishes: all
+    samples but one with the same activations. The three terms are also computed in
     feature space: on centred data ``1^T K~ 1 = -sum_i ||x_i||^2`` and
     ``K~ 1 = -(||x_i||^2)_i``.
 
@@ -99,8 +101,11 @@ class LinearCKA(Measure):
         else:
             hsic = {key: float(value) / (n - 1) ** 2 for key, value in tr.items()}
         for key, label in (("xx", "X"), ("yy", "Y")):
-            if not hsic[key] > 0:
-                raise ActivationError(_degenerate_message(name, label, hsic[key], self.debiased))
+            # HSIC_1(K, K) = ||U-centred K||_F^2 / (N(N-3)) >= 0 (Szekely and Rizzo 2014);
+            # it is 0 when all samples but one coincide. Below 1e-12 of the trace term
+            # it is rounding noise, and the ratio would be meaningless.
+            if not hsic[key] > (1e-12 * tr[key] / (n * (n - 3)) if self.debiased else 0.0):
+                raise ActivationError(_degenerate_message(name, label, hsic[key]))
         self.hsic_xy_, self.hsic_xx_, self.hsic_yy_ = hsic["xy"], hsic["xx"], hsic["yy"]
         self.score_ = float(hsic["xy"] / np.sqrt(hsic["xx"] * hsic["yy"]))
         self.n_samples_, self.method_ = n, method
@@ -112,17 +117,13 @@ def _unbiased_hsic(trace_kl: float, dk: np.ndarray, dl: np.ndarray, n: int) -> f
     trace = trace_kl - np.dot(dk, dl)  # tr(K~ L~)
     sum_k, sum_l = -dk.sum(), -dl.sum()  # 1^T K~ 1 (the full Gram of centred data sums to 0)
     cross = np.dot(dk, dl)  # 1^T K~ L~ 1 = (K~ 1) . (L~ 1), with K~ 1 = -dk
-    value = trace + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)
+    value = trace + sum_k * sum_l / ((n - 1) * (n - 1)) - 2.0 * cross / (n - 2)
     return float(value / (n * (n - 3)))
 
 
-def _degenerate_message(name: str, label: str, value: float, debiased: bool) -> str:
-    if not debiased or value == 0:
-        return (
-            f"{name}: {label} has no variance (every row is the same after centring), so CKA "
-            "is undefined; choose a layer whose activations vary over the inputs"
-        )
+def _degenerate_message(name: str, label: str, value: float) -> str:
     return (
-        f"{name}: the unbiased HSIC estimate of {label} with itself is {value:.3g} (not positive), "
-        "so debiased CKA is undefined; use more samples or the plain estimator"
+        f"{name}: the HSIC estimate of {label} with itself is {value:.3g}, zero up to rounding, so "
+        "CKA is undefined (with the unbiased estimator this happens when all samples but one "
+        "have the same activations); use more distinct samples, or the plain estimator"
     )

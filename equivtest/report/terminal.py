@@ -47,3 +47,26 @@ def print_results(results: Iterable[EquivalenceResult], console: Console | None 
 
 def legend() -> str:
     return "; ".join(f"{name}: {desc}" for name, (_, desc) in CRITERIA.items())
+
+
+def comparison_table(record_a: dict, record_b: dict, label_a: str = "A", label_b: str = "B") -> Table:
+    """Criteria of two run records side by side, with the relative change from A to B."""
+    table = Table(title=f"{label_a}  vs.  {label_b}")
+    for col in ("criterion", "direction", "run A", "run B", "change", "better?"):
+        table.add_column(col, justify="right" if col in ("run A", "run B", "change") else "left", no_wrap=True)
+    crit_a = {(c["name"], c["direction"]): c for c in record_a["result"]["criteria"]}
+    crit_b = {(c["name"], c["direction"]): c for c in record_b["result"]["criteria"]}
+    for key in list(crit_a) + [k for k in crit_b if k not in crit_a]:
+        a, b = crit_a.get(key), crit_b.get(key)
+        if a is None or b is None:
+            table.add_row(*key, "—" if a is None else f"{a['value']:.4g}", "—" if b is None else f"{b['value']:.4g}",
+                          "", "[yellow]only in one run[/]")
+            continue
+        change = (b["value"] - a["value"]) / abs(a["value"]) * 100 if a["value"] else float("inf")
+        if b["value"] == a["value"]:
+            verdict = "same"
+        else:
+            better = (b["value"] > a["value"]) == bool(a["higher_is_better"])
+            verdict = "[green]better[/]" if better else "[red]worse[/]"
+        table.add_row(*key, f"{a['value']:.4g}", f"{b['value']:.4g}", f"{change:+.1f}%", verdict)
+    return table

@@ -1,0 +1,160 @@
+"""A self-contained HTML page for one run: criteria and the plots that explain a fit.
+
+Rendered from a run folder (``record.json`` and ``plots.npz``) alone; matplotlib
+figures are embedded as base64 PNG, so the page needs no other file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_bytes
+from .plotdata import load_plot_arrays
+
+
+def _figure_png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _axis(inputs: np.ndarray) -> tuple[np.ndarray, str]:
+    """Plot against the input where it is 1-d, else against the sample index."""
+    if inputs.ndim == 2 and inputs.shape[1] == 1:
+        order = np.argsort(inputs[:, 0], kind="stable")
+        return inputs[:, 0], "input x"
+    return np.arange(len(inputs), dtype=float), "sample index"
+
+
+def _lines(ax, x, values, style="-", label=None, **kw):
+    order = np.argsort(x, kind="stable")
+    for j in range(values.shape[1]):
+        ax.plot(x[order], values[order, j], style, lw=1, label=label if j == 0 else None, **kw)
+
+
+def _figures(d: dict, names: tuple[str, str]) -> list[tuple[str, str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    x, xlabel = _axis(d["sample_inputs"])
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, side, name in zip(axes, "ab", names):
+        nb_in = d["neighbourhood_inputs"]
+        nb = d[f"neighbourhoods_{side}"]
+        if nb_in.shape[-1] == 1 and xlabel == "input x":
+            ax.scatter(np.repeat(nb_in[..., 0].ravel(), 1), nb.reshape(-1, nb.shape[-1])[:, 0], s=2, alpha=0.25,
+                       color="tab:gray", label="neighbourhood (first neuron)")
+        _lines(ax, x, d[f"samples_{side}"], label="samples")
+        ax.set(title=f"{name}: sample activations", xlabel=xlabel, ylabel="activation")
+        ax.legend(fontsize=7, loc="best")
+    figs.append(("activations", "Sample and neighbourhood activations",
+                 "Each line is one neuron of the chosen layer over the samples; grey dots are neighbourhood "
+                 "points of a few samples (first neuron).", _figure_png(fig)))
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, side, name in zip(axes, "ab", names):
+        _lines(ax, x, d[f"coordinates_{side}"][:, 1:])
+        ax.set(title=f"{name}: diffusion coordinates (constant one left out)", xlabel=xlabel, ylabel="psi")
+    figs.append(("dmaps", "Diffusion coordinates of each network", "Non-constant eigenvectors over the samples.",
+                 _figure_png(fig)))
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, (src, tgt) in zip(axes, (("a", "b"), ("b", "a"))):
+        _lines(ax, x, d[f"coordinates_{tgt}"][:, 1:], "-", label=f"{names['ab'.index(tgt)]} (true)")
+        _lines(ax, x, d[f"aligned_{src}_to_{tgt}"][:, 1:], "--", label=f"{names['ab'.index(src)]} aligned")
+        ax.set(title=f"Procrustes alignment {src.upper()} -> {tgt.upper()}", xlabel=xlabel, ylabel="psi")
+        ax.legend(fontsize=7)
+    figs.append(("aligned", "Aligned coordinates after Procrustes",
+                 "Solid: the target network's coordinates; dashed: the source's, aligned into them.", _figure_png(fig)))
+
+    if "test_inputs" in d:
+        tx, txlabel = _axis(d["test_inputs"])
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+        for ax, (src, tgt) in zip(axes, (("a", "b"), ("b", "a"))):
+            err = ((d[f"predicted_{src}_to_{tgt}"] - d[f"test_activations_{tgt}"]) ** 2).mean(axis=1)
+            order = np.argsort(tx, kind="stable")
+            ax.semilogy(tx[order], np.maximum(err[order], 1e-300), lw=1)
+            ax.set(title=f"squared error of transformed activations, {src.upper()} -> {tgt.upper()}",
+                   xlabel=txlabel, ylabel="mean squared error")
+        figs.append(("activation-error", "Transformed vs. true activations on the test inputs",
+                     "Mean squared error per test input, log scale.", _figure_png(fig)))
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+        for ax, (src, tgt) in zip(axes, (("a", "b"), ("b", "a"))):
+            key = f"stitched_{src}_to_{tgt}"
+            if key not in d:
+                ax.set_visible(False)
+                continue
+            _lines(ax, tx, d[f"test_outputs_{tgt}"][:, :1], "-", label=f"{names['ab'.index(tgt)]} (target)")
+            _lines(ax, tx, d[key][:, :1], "--", label="stitched")
+            ax.set(title=f"outputs, stitched {src.upper()} -> {tgt.upper()}", xlabel=txlabel, ylabel="output (first)")
+            ax.legend(fontsize=7)
+        figs.append(("outputs", "Stitched vs. target network outputs",
+                     "The stitched network (source up to its layer, transformation, target after it) against the "
+                     "target network on the test inputs.", _figure_png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for side, name in zip("ab", names):
+        ev = d[f"eigenvalues_{side}"]
+        ax.semilogy(np.arange(len(ev)), np.maximum(1 - ev, 1e-16), "o-", label=name)
+    ax.set(title="eigenvalue decay", xlabel="eigenvector index", ylabel="1 - eigenvalue")
+    ax.legend(fontsize=7)
+    figs.append(("eigenvalues", "Eigenvalue decay", "1 - lambda of the diffusion-map eigenpairs (0 for the constant one).",
+                 _figure_png(fig)))
+    return figs
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}
+th{background:#f3f3f3}.pass{color:#176f2c}.FAIL{color:#b00020;font-weight:bold}.info{color:#777}
+figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}code{background:#f5f5f5}
+"""
+
+
+def render(run: Path) -> str:
+    run = Path(run)
+    record = json.loads((run / "record.json").read_text())
+    arrays = load_plot_arrays(run / record.get("artefacts", {}).get("plots", "plots.npz"))
+    names = tuple(record["pair"].get("names", ["a", "b"]))
+    rows = []
+    for c in record["result"]["criteria"]:
+        status = {True: "pass", False: "FAIL", None: "info"}[c["passed"]]
+        relation = ">=" if c["higher_is_better"] else "<="
+        threshold = "—" if c["threshold"] is None else f"{relation} {c['threshold']:.3g}"
+        rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['direction'])}</td>"
+                    f"<td>{c['value']:.4g}</td><td>{threshold}</td><td class='{status}'>{status}</td>"
+                    f"<td>{html.escape(c.get('detail', ''))}</td></tr>")
+    figures = "".join(
+        f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+        f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for key, title, caption, png in _figures(arrays, names)
+    )
+    verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
+    meta = html.escape(json.dumps({k: record[k] for k in ("sampler", "config", "fit", "versions")}, indent=1))
+    title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{title}</h1><p>{html.escape(record['created'])} · suite {html.escape(str(record.get('suite')))} · "
+        f"<b>{verdict}</b></p><h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
+        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>"
+        f"<h2>Plots</h2>{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
+    )
+
+
+def write_html(run: Path) -> Path:
+    """Render ``run/report.html`` (atomically) and return its path."""
+    return atomic_write_bytes(Path(run) / "report.html", render(run).encode())

@@ -1,0 +1,166 @@
+"""Smoke tests of the benchmark (``benchmarks/bench.py`` and ``benchmarks/reference.py``).
+
+They check that the reference pipeline computes what equivtest computes (kernel,
+covariances, capture) and that a tiny benchmark run writes the JSON structure the
+README describes. No timing is asserted: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from equivtest import NetworkPair
+from equivtest.capture import capture_neighbourhoods
+from equivtest.geometry import (
+    mahalanobis_sq_dense,
+    median_knn_epsilon,
+    neighbourhood_covariances,
+    precision_factors,
+    pseudo_inverses,
+)
+
+from ._nets import tanh_mlp
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    name = "equivtest_benchmark_bench"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BENCH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench()
+
+
+# --------------------------------------------------------------------------- the reference computes what equivtest computes
+
+
+def test_reference_kernel_agrees_with_equivtest_kernel(bench):
+    # N=40 samples in d=6: datafold's MahalanobisKernel at eps vs ours at 2 eps.
+    x, nb = bench.manifold_data(40, d=6, m=30, seed=1)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    eps = median_knn_epsilon(mahalanobis_sq_dense(x, factors))
+    agreement = bench.kernel_agreement(x, factors, eps)
+    assert agreement["off_diagonal"] == 40 * 39
+    assert agreement["compared"] >= 40 * 39 // 2  # most values are compared, not underflowed
+    assert agreement["min_value"] < 1e-3  # over a real range of kernel values
+    assert agreement["max_rel_diff"] <= 1e-10
+    assert agreement["passed"]
+
+
+def test_kernel_agreement_detects_a_wrong_epsilon(bench):
+    # Guard: the check must fail when the two kernels differ (here: the factor 2 left out).
+    x, nb = bench.manifold_data(30, d=6, m=30, seed=2)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    eps = median_knn_epsilon(mahalanobis_sq_dense(x, factors))
+    ours = np.exp(-mahalanobis_sq_dense(x, factors) / eps)
+    theirs = bench.ref.kernel_reference(x, pseudo_inverses(factors), eps)  # should be eps / 2
+    assert bench.kernel_rel_diff(ours, theirs)["max_rel_diff"] > 1e-3
+
+
+def test_reference_covariances_and_pinv_match_equivtest(bench):
+    x, nb = bench.manifold_data(25, d=6, m=40, seed=3)
+    covs = bench.ref.covariances_reference(nb)
+    np.testing.assert_allclose(covs, neighbourhood_covariances(nb), rtol=1e-10, atol=1e-16)
+    precs = bench.ref.pseudo_inverses_reference(covs)
+    ours = pseudo_inverses(precision_factors(neighbourhood_covariances(nb)))
+    assert np.max(np.abs(precs - ours)) / np.max(np.abs(ours)) < 1e-8
+
+
+def test_reference_capture_matches_equivtest_capture(bench):
+    net = tanh_mlp(0, (1, 8, 8, 1))
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(-1, 1, size=(5, 1))
+    nbhd = samples[:, None, :] + 0.01 * rng.normal(size=(5, 7, 1))
+    ref_s, ref_nb = bench.ref.capture_reference(net, "act2", samples, nbhd)
+    eq_s, eq_nb = capture_neighbourhoods(net, samples, nbhd, "act2")
+    np.testing.assert_array_equal(ref_s, eq_s)
+    np.testing.assert_array_equal(ref_nb, eq_nb)
+    part_s, part_nb = bench.ref.capture_reference(net, "act2", samples, nbhd, n_samples=2)
+    assert part_s.shape == (2, 8) and part_nb.shape == (2, 7, 8)
+
+
+def test_parse_sizes_and_exponent(bench):
+    specs = bench.parse_sizes("1d,2000,7218,300:dmaps")
+    assert [(s.kind, s.n, s.dmaps) for s in specs] == [
+        ("1d", None, False), ("synthetic", 2000, False), ("synthetic", 7218, True), ("synthetic", 300, True),
+    ]
+    with pytest.raises(SystemExit):
+        bench.parse_sizes("1d,huge")
+    ns = [100, 200, 400, 800]
+    assert bench.fit_exponent(ns, [1e-6 * n**2 for n in ns]) == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- JSON structure of a tiny run
+
+
+def test_tiny_benchmark_writes_the_json_structure(bench, tmp_path):
+    tiny = replace(
+        bench.QUICK,
+        name="tiny",
+        one_d_samples=32,
+        one_d_neighbours=12,
+        dmaps_eigenvectors=4,
+        growth_sizes=(40, 60, 80, 100),
+        growth_eigenvectors=4,
+        repeats=1,
+        capture_probe=4,
+        capture_budget_s=0.0,  # forces the extrapolated capture path
+        kernel_budget_s=0.0,  # forces the extrapolated datafold kernel for N > kernel_subset
+        kernel_subset=30,
+        agreement_samples=30,
+    )
+    pair = NetworkPair(tanh_mlp(0, (1, 1, 1)), tanh_mlp(1, (1, 8, 8, 8, 1)), "act1", "act3", name="tiny")
+    result = bench.run_benchmark(tiny, "1d,60:dmaps,40", pair=pair)
+    data = json.loads(bench.write_json(result, tmp_path / "sub" / "benchmark.json").read_text())
+
+    assert data["schema"] == "equivtest.benchmark" and data["schema_version"] == 1
+    assert data["sizes"] == ["1d", "60:dmaps", "40"]
+    machine = data["machine"]
+    for key in ("cpu_count", "cpus_usable", "platform", "python", "versions"):
+        assert key in machine
+    assert machine["cpu_count"] >= 1
+    for lib in ("equivtest", "numpy", "scipy", "torch", "datafold"):
+        assert machine["versions"][lib]
+
+    by_name = {r["name"]: r for r in data["results"]}
+    assert [r["stage"] for r in by_name["1d"]["stages"]] == ["capture", "kernel", "dmaps", "interpolation", "total"]
+    assert [r["stage"] for r in by_name["60:dmaps"]["stages"]] == ["kernel", "dmaps", "total"]
+    assert [r["stage"] for r in by_name["40"]["stages"]] == ["kernel"]
+    for res in data["results"]:
+        for row in res["stages"]:
+            assert set(row) >= {"stage", "reference_s", "reference_how", "equivtest_s", "ratio", "equivtest_runs"}
+            assert row["reference_s"] > 0 and row["equivtest_s"] > 0
+            assert row["ratio"] == pytest.approx(row["reference_s"] / row["equivtest_s"])
+            assert row["reference_how"] in ("measured", "extrapolated")
+        for agreement in res["kernel_agreement"].values():
+            assert agreement["max_rel_diff"] <= 1e-10 and agreement["passed"]
+    capture = by_name["1d"]["stages"][0]
+    assert capture["reference_how"] == "extrapolated" and "scaled linearly" in capture["reference_note"]
+    assert by_name["1d"]["stages"][-1]["reference_how"] == "extrapolated"  # the total inherits it
+    assert by_name["1d"]["info"]["capture_max_abs_diff"] == 0.0
+    assert by_name["60:dmaps"]["stages"][0]["reference_how"] == "extrapolated"
+    assert by_name["60:dmaps"]["stages"][0]["parts"]["datafold_kernel_subset_s"] > 0
+    assert set(by_name["1d"]["kernel_agreement"]) == {"a", "b"}
+    assert data["kernel_agreement"]["passed"] is True
+
+    growth = data["growth"]
+    assert [p["n"] for p in growth["points"]] == [40, 60, 80, 100]
+    assert math.isfinite(growth["exponent_kernel_dmaps"]) and math.isfinite(growth["exponent_kernel_matrix"])
+
+    bench.render(result)  # the table renders from the same dict
