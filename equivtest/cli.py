@@ -32,6 +32,7 @@ def run(
     samples: Optional[int] = typer.Option(None, help="Number of samples (default: the suite's)."),
     neighbourhood: Optional[int] = typer.Option(None, help="Neighbourhood size (default: the suite's)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the sampler (default: the suite's)."),
+    null: int = typer.Option(0, help="Null calibration: refit on this many random re-pairings of the samples."),
 ) -> None:
     """Rerun a suite: fit the transformation, assert its criteria, write a JSON record."""
     try:
@@ -51,7 +52,8 @@ def run(
             console.log(message, markup=False)
 
         fitted, result, record = run_experiment(
-            experiment, report_dir=None if no_record else report_dir, stage=stage, sampler_kwargs=overrides
+            experiment, report_dir=None if no_record else report_dir, stage=stage, sampler_kwargs=overrides,
+            null_shuffles=null,
         )
     print_results([result], console, title=entry.title)
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in fitted.timings.items())

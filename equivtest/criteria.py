@@ -20,6 +20,8 @@ CRITERIA = {
     "agreement": (True, "share of test inputs where the stitched and target networks predict the same class"),
     "diffusion_residual": (False, "MSE of aligned vs. true diffusion coordinates of the samples"),
     "whitney": (True, "narrowest width up to the layer, against 2d+1"),
+    "null_activation_mse": (False, "activation MSE of a fit on randomly re-paired samples (median over shuffles)"),
+    "null_ratio": (False, "activation_mse / null_activation_mse: how much better than chance pairing"),
 }
 
 

@@ -57,6 +57,7 @@ class FittedPair:
     activations: dict  # side -> (sample activations, neighbourhood activations)
     timings: dict = field(default_factory=dict)
     listeners: list = field(default_factory=list)
+    null_shuffles: int = 0  # default for evaluate(); the plugin sets it from --equivtest-null
 
     def stitched(self, to: str, **kwargs) -> StitchedNetwork:
         """The stitched network whose *target* is ``to`` ("a" or "b")."""
@@ -71,8 +72,16 @@ class FittedPair:
             self.transformation, target, domain_map=domain_map, batch_size=self.config.batch_size, **kwargs,
         )
 
-    def evaluate(self, test_inputs, *, thresholds: dict | None = None, stage: Stage | None = None) -> EquivalenceResult:
-        """All criteria on ``test_inputs`` (inputs of A's domain), in both directions."""
+    def evaluate(
+        self, test_inputs, *, thresholds: dict | None = None, stage: Stage | None = None, null_shuffles: int | None = None
+    ) -> EquivalenceResult:
+        """All criteria on ``test_inputs`` (inputs of A's domain), in both directions.
+
+        ``null_shuffles`` > 0 adds null calibration: the transformation is refitted on
+        that many random re-pairings of the samples, and ``null_activation_mse`` and
+        ``null_ratio`` say how far the real fit beats chance pairing.
+        """
+        null_shuffles = self.null_shuffles if null_shuffles is None else int(null_shuffles)
         t0 = time.perf_counter()
         p, cfg = self.pair, self.config
         test_inputs = np.asarray(test_inputs)
@@ -82,13 +91,21 @@ class FittedPair:
             acts[side] = capture(net, x, p.layer(side), batch_size=cfg.batch_size)
             outputs[side] = forward_batched(net, x, cfg.batch_size)
         found, predictions, stitched = [], {}, {}
+        rng = np.random.default_rng(self.sampler.seed)
+        n = self.samples.n_samples
+        nulls = [self.transformation.repaired(rng.permutation(n)) for _ in range(null_shuffles)]
         residual = self.transformation.diffusion_residual()
         for source, target in DIRECTIONS:
             direction = f"{source}->{target}"
             if stage:
                 stage(f"criteria {direction}")
             predicted = predictions[direction] = self.transformation.predict(acts[source], to=target)
-            found.append(criterion("activation_mse", direction, np.mean((predicted - acts[target]) ** 2)))
+            mse = np.mean((predicted - acts[target]) ** 2)
+            found.append(criterion("activation_mse", direction, mse))
+            if null_shuffles > 0:
+                null = np.median([np.mean((t.predict(acts[source], to=target) - acts[target]) ** 2) for t in nulls])
+                found.append(criterion("null_activation_mse", direction, null, f"{null_shuffles} shuffle(s)"))
+                found.append(criterion("null_ratio", direction, mse / null if null > 0 else np.inf))
             if target == "a" and p.domain_map is not None:
                 continue
             stitched_out = stitched[direction] = self.stitched(target)(test_inputs)

@@ -40,6 +40,11 @@ def pytest_addoption(parser):
         help="also render report.html into each run folder (needs --equivtest-report-dir)",
     )
     group.addoption(
+        "--equivtest-null", metavar="N", type=int, default=0,
+        help="null calibration: refit each pair on N random re-pairings of its samples and report "
+        "null_activation_mse and null_ratio",
+    )
+    group.addoption(
         "--equivtest-force-regen", action="store_true", default=False,
         help="rewrite the baselines of checks that regressed (those tests still fail once, naming the files)",
     )
@@ -120,6 +125,7 @@ class FitCache:
         fitted = self._session.fits.get(key)
         if fitted is None:
             fitted = fit_pair(pair, sampler, config)
+            fitted.null_shuffles = self._session.config.getoption("equivtest_null")
             fitted.listeners.append(self._session.on_result)
             self._session.fits[key] = fitted
         return fitted

@@ -240,6 +240,22 @@ class Transformation:
             )
         return x
 
+    def repaired(self, permutation) -> "Transformation":
+        """A copy fitted with B's samples re-paired: sample i of A with sample ``permutation[i]`` of B.
+
+        Each network's diffusion coordinates do not depend on the pairing, so only the
+        alignment and the interpolants are refitted. With a random permutation this is
+        the null model of null calibration: what the criteria look like by chance.
+        """
+        self._check_fitted()
+        perm = np.asarray(permutation)
+        b = self.side_b_
+        if sorted(perm.tolist()) != list(range(len(b.activations))):
+            raise ValueError(f"permutation must reorder all {len(b.activations)} samples")
+        twin = Transformation(**{**self.get_params(), "names": tuple(self.names)})
+        twin._set_fitted(self.side_a_, SideFit(b.activations[perm], b.coordinates[perm], b.eigenvalues, b.epsilon))
+        return twin
+
     # -- diagnostics ------------------------------------------------------------------
     def diffusion_residual(self) -> dict[str, float]:
         """Mean squared difference between aligned and true diffusion coordinates, per direction."""
