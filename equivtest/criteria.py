@@ -121,6 +121,11 @@ class EquivalenceResult:
     def to_dict(self) -> dict:
         return {"pair": self.pair, "passed": self.passed, "criteria": [c.to_dict() for c in self.criteria], "info": self.info}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "EquivalenceResult":
+        fields = ("name", "direction", "value", "threshold", "higher_is_better", "detail")
+        return cls(data["pair"], [Criterion(**{k: c[k] for k in fields}) for c in data["criteria"]], dict(data.get("info", {})))
+
 
 def criterion(name: str, direction: str, value: float, detail: str = "") -> Criterion:
     higher, _ = CRITERIA[name]

@@ -64,6 +64,7 @@ class EquivtestSession:
 
     config: pytest.Config
     evaluated: list = field(default_factory=list)  # (FittedPair, EquivalenceResult)
+    from_workers: list = field(default_factory=list)  # results reported by pytest-xdist workers
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
 
@@ -72,7 +73,7 @@ class EquivtestSession:
 
     @property
     def results(self) -> list:
-        return [result for _, result in self.evaluated]
+        return [result for _, result in self.evaluated] + self.from_workers
 
     @property
     def report_dir(self) -> Path | None:
@@ -223,8 +224,28 @@ def pair(func=None, *, name: str | None = None, scope: str = "session"):
 
 def pytest_sessionfinish(session, exitstatus):
     state = session.config.stash.get(_KEY, None)
-    if state is not None:
-        state.write_records()
+    if state is None:
+        return
+    state.write_records()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the results to the controller
+        workeroutput["equivtest"] = json.dumps(
+            {"results": [r.to_dict() for r in state.results], "records": [str(p) for p in state.records]}
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: collect each worker's results for the one summary table."""
+    state = node.config.stash.get(_KEY, None)
+    payload = getattr(node, "workeroutput", {}).get("equivtest")
+    if state is None or not payload:
+        return
+    from .criteria import EquivalenceResult
+
+    data = json.loads(payload)
+    state.from_workers.extend(EquivalenceResult.from_dict(r) for r in data["results"])
+    state.records.extend(Path(p) for p in data["records"])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -117,7 +117,7 @@ def _unbiased_hsic(trace_kl: float, dk: np.ndarray, dl: np.ndarray, n: int) -> f
     trace = trace_kl - np.dot(dk, dl)  # tr(K~ L~)
     sum_k, sum_l = -dk.sum(), -dl.sum()  # 1^T K~ 1 (the full Gram of centred data sums to 0)
     cross = np.dot(dk, dl)  # 1^T K~ L~ 1 = (K~ 1) . (L~ 1), with K~ 1 = -dk
-    value = trace + sum_k * sum_l / ((n - 1) * (n - 1)) - 2.0 * cross / (n - 2)
+    value = trace + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)
     return float(value / (n * (n - 3)))
 
 
