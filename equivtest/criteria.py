@@ -22,6 +22,13 @@ CRITERIA = {
     "whitney": (True, "narrowest width up to the layer, against 2d+1"),
     "null_activation_mse": (False, "activation MSE of a fit on randomly re-paired samples (median over shuffles)"),
     "null_ratio": (False, "activation_mse / null_activation_mse: how much better than chance pairing"),
+    # reference measures, on the same activations (see equivtest.measures)
+    "cka": (True, "linear CKA of the two networks' sample activations (1: same up to rotation and scale)"),
+    "cka_debiased": (True, "debiased linear CKA of the sample activations"),
+    "procrustes_distance": (False, "angular Procrustes shape distance of the sample activations (0: same shape)"),
+    "linear_activation_mse": (False, "activation MSE of a least-squares linear map fitted on the samples"),
+    "linear_output_mse": (False, "output MSE of the network stitched through that linear map"),
+    "linear_agreement": (True, "prediction agreement of the network stitched through that linear map"),
 }
 
 

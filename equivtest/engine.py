@@ -116,6 +116,9 @@ class FittedPair:
                 found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
             found.append(criterion("diffusion_residual", direction, residual[direction]))
         found.extend(self.whitney())
+        if stage:
+            stage("reference measures")
+        found.extend(self.reference_measures(test_inputs, acts, outputs))
         # kept for reports and baselines: what the criteria were computed on
         self.test_inputs, self.test_activations, self.test_outputs = test_inputs, acts, outputs
         self.test_predictions, self.test_stitched = predictions, stitched
@@ -126,6 +129,39 @@ class FittedPair:
         for listener in self.listeners:
             listener(self, result)
         return result
+
+    def reference_measures(self, test_inputs, acts: dict, outputs: dict) -> list:
+        """CKA, Procrustes distance and a linear stitch on the same activations, so a user
+        sees whether the diffusion-map transformation beats what they already know."""
+        from .errors import EquivtestError
+        from .measures import LinearCKA, LinearStitch, ProcrustesDistance
+
+        p, (sa, sb) = self.pair, (self.activations["a"][0], self.activations["b"][0])
+        found = []
+        try:
+            found += [
+                criterion("cka", "a<->b", LinearCKA().fit(sa, sb).score_),
+                criterion("cka_debiased", "a<->b", LinearCKA(debiased=True).fit(sa, sb).score_),
+                criterion("procrustes_distance", "a<->b", ProcrustesDistance().fit(sa, sb).score_),
+            ]
+        except EquivtestError as exc:  # e.g. a constant layer: the measure is undefined, not the run
+            found.append(criterion("cka", "a<->b", float("nan"), f"undefined: {exc}"))
+        for source, target in DIRECTIONS:
+            if target == "a" and p.domain_map is not None:
+                continue
+            direction = f"{source}->{target}"
+            linear = LinearStitch().fit(self.activations[source][0], self.activations[target][0])
+            found.append(criterion("linear_activation_mse", direction, np.mean((linear.predict(acts[source]) - acts[target]) ** 2)))
+            stitched = linear.stitched_network(
+                p.network(source), p.network(target), p.layer(source), p.layer(target),
+                target_input_map=p.domain_map if target == "b" else None, batch_size=self.config.batch_size,
+            )(test_inputs)
+            if p.task == "classification":
+                found.append(criterion("linear_agreement", direction,
+                                       np.mean(stitched.argmax(axis=1) == outputs[target].argmax(axis=1))))
+            else:
+                found.append(criterion("linear_output_mse", direction, np.mean((stitched - outputs[target]) ** 2)))
+        return found
 
     def whitney(self):
         p = self.pair
