@@ -37,6 +37,8 @@ class FitConfig:
     k_neighbours: int | None = None
     smoothing: float = 0.0
     rbf_kernel: str = "thin_plate_spline"
+    rbf_neighbors: int | None = None
+    kernel_device: str | None = None
     batch_size: int = 8192
 
     def transformation(self, names: tuple[str, str]) -> Transformation:

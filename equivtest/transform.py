@@ -18,7 +18,8 @@ from scipy.linalg import orthogonal_procrustes
 
 from ._validation import as_finite_float64
 from .errors import ActivationError, FitConfigError, NotFittedError
-from .geometry import DEFAULT_RCOND, diffusion_coordinates, neighbourhood_covariances, precision_factors
+from .geometry import DEFAULT_RCOND, diffusion_coordinates
+from .geometry.covariance import neighbourhood_precision_factors
 
 SIDES = ("a", "b")
 
@@ -32,6 +33,22 @@ def procrustes_alignment(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return align
 
 
+class _Checked:
+    """Slices of neighbourhood activations, each checked for NaN/inf as it is read."""
+
+    def __init__(self, neighbourhoods, label: str):
+        self.neighbourhoods, self.label = neighbourhoods, label
+
+    def __len__(self) -> int:
+        return len(self.neighbourhoods)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        chunk = as_finite_float64(
+            self.neighbourhoods[rows], f"neighbourhood activations of network {self.label}", ndim=3
+        )
+        return chunk
+
+
 class PrincipalRBF:
     """``RBFInterpolator`` on the principal axes of its inputs.
 
@@ -40,14 +57,20 @@ class PrincipalRBF:
     thin plate spline's linear polynomial is then nearly singular on the raw
     coordinates, and the interpolant goes wild between samples. Rotating the centred
     inputs onto their principal axes and dropping axes whose singular value is below
-    ``rtol`` of the largest removes that degeneracy without changing the data.
+    ``rtol`` of the largest removes that degeneracy without changing the data. A local
+    interpolant (``neighbors``) keeps at most ``neighbors // 2`` axes, the largest.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, *, kernel: str, smoothing: float, rtol: float = 1e-7):
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, kernel: str, smoothing: float, neighbors: int | None = None,
+                 rtol: float = 1e-7):
         self.mean_ = x.mean(axis=0)
         _, s, vt = np.linalg.svd(x - self.mean_, full_matrices=False)
-        self.axes_ = vt[s > rtol * s[0]].T if s[0] > 0 else vt[:1].T
-        self.interpolator_ = RBFInterpolator(self._project(x), y, kernel=kernel, smoothing=smoothing)
+        keep = int(np.sum(s > rtol * s[0])) if s[0] > 0 else 1
+        if neighbors is not None:
+            # a local thin plate spline's linear part needs more neighbours than dimensions
+            keep = max(1, min(keep, int(neighbors) // 2))
+        self.axes_ = vt[:keep].T
+        self.interpolator_ = RBFInterpolator(self._project(x), y, kernel=kernel, smoothing=smoothing, neighbors=neighbors)
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean_) @ self.axes_
@@ -80,8 +103,11 @@ class Transformation:
         Relative cut-off of the neighbourhood covariances' eigenvalues before inversion.
     k_neighbours
         If given, a sparse kernel over this many nearest neighbours instead of a dense one.
-    smoothing, rbf_kernel
-        Passed to ``scipy.interpolate.RBFInterpolator`` for both interpolation steps.
+    kernel_device
+        A torch device (``"cuda"``) on which to compute the dense kernel; ``None``: NumPy.
+    smoothing, rbf_kernel, rbf_neighbors
+        Passed to ``scipy.interpolate.RBFInterpolator`` (``neighbors``) for both
+        interpolation steps; ``rbf_neighbors`` makes the interpolants local, for large N.
     names
         Labels of the two networks; ``predict(..., to=...)`` accepts them as well as "a"/"b".
     """
@@ -96,6 +122,8 @@ class Transformation:
         k_neighbours: int | None = None,
         smoothing: float = 0.0,
         rbf_kernel: str = "thin_plate_spline",
+        rbf_neighbors: int | None = None,
+        kernel_device: str | None = None,
         names: tuple[str, str] = ("a", "b"),
     ):
         self.n_eigenvectors = n_eigenvectors
@@ -105,6 +133,8 @@ class Transformation:
         self.k_neighbours = k_neighbours
         self.smoothing = smoothing
         self.rbf_kernel = rbf_kernel
+        self.rbf_neighbors = rbf_neighbors
+        self.kernel_device = kernel_device
         self.names = names
 
     # -- parameters -------------------------------------------------------------------
@@ -117,6 +147,8 @@ class Transformation:
             "k_neighbours": self.k_neighbours,
             "smoothing": self.smoothing,
             "rbf_kernel": self.rbf_kernel,
+            "rbf_neighbors": self.rbf_neighbors,
+            "kernel_device": self.kernel_device,
             "names": tuple(self.names),
         }
 
@@ -133,21 +165,28 @@ class Transformation:
             )
         sides = []
         for label, s, nb in (("A", sa, neighbourhoods_a), ("B", sb, neighbourhoods_b)):
-            nb = as_finite_float64(nb, f"neighbourhood activations of network {label}", ndim=3)
-            if nb.shape[0] != s.shape[0] or nb.shape[2] != s.shape[1]:
+            shape = tuple(getattr(nb, "shape", np.shape(nb)))
+            if len(shape) != 3:
                 raise ActivationError(
-                    f"network {label}: neighbourhood activations of shape {nb.shape} do not match "
+                    f"neighbourhood activations of network {label} must have 3 dimensions, got shape {shape}; "
+                    "expected (N samples, M neighbours, F features)"
+                )
+            if shape[0] != s.shape[0] or shape[2] != s.shape[1]:
+                raise ActivationError(
+                    f"network {label}: neighbourhood activations of shape {shape} do not match "
                     f"sample activations of shape {s.shape}; expected ({s.shape[0]}, M, {s.shape[1]})"
                 )
-            sides.append(self._fit_side(s, nb))
+            sides.append(self._fit_side(s, nb, label))
         self._set_fitted(*sides)
         return self
 
-    def _fit_side(self, samples: np.ndarray, neighbourhoods: np.ndarray) -> SideFit:
-        factors = precision_factors(neighbourhood_covariances(neighbourhoods), self.rcond)
+    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str) -> SideFit:
+        # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
+        factors = neighbourhood_precision_factors(_Checked(neighbourhoods, label), self.rcond)
         dc = diffusion_coordinates(
             samples, factors, self.n_eigenvectors,
             epsilon=self.epsilon, epsilon_k=self.epsilon_k, k_neighbours=self.k_neighbours,
+            device=self.kernel_device,
         )
         return SideFit(samples, dc.coordinates, dc.eigenvalues, dc.epsilon)
 
@@ -165,12 +204,17 @@ class Transformation:
         # precision on ill-conditioned data, and fitting the back map on its actual
         # output keeps the chain consistent (measured on the 1d suite: output MSE
         # 6e-7 with the raw eigenvectors, 2e-9 with the interpolant's values).
-        self.to_b_ = self._rbf(self.embed_a_(side_a.activations) @ self.alignment_ab_, side_b.activations)
-        self.to_a_ = self._rbf(self.embed_b_(side_b.activations) @ self.alignment_ba_, side_a.activations)
+        # A local interpolant solves small, well-conditioned systems: at the samples it
+        # returns the coordinates themselves, and evaluating it there would cost one
+        # local solve per sample, so the coordinates are used directly.
+        embedded_a = side_a.coordinates if self.rbf_neighbors else self.embed_a_(side_a.activations)
+        embedded_b = side_b.coordinates if self.rbf_neighbors else self.embed_b_(side_b.activations)
+        self.to_b_ = self._rbf(embedded_a @ self.alignment_ab_, side_b.activations)
+        self.to_a_ = self._rbf(embedded_b @ self.alignment_ba_, side_a.activations)
 
     def _rbf(self, x: np.ndarray, y: np.ndarray) -> "PrincipalRBF":
         try:
-            return PrincipalRBF(x, y, kernel=self.rbf_kernel, smoothing=self.smoothing)
+            return PrincipalRBF(x, y, kernel=self.rbf_kernel, smoothing=self.smoothing, neighbors=self.rbf_neighbors)
         except (np.linalg.LinAlgError, ValueError) as exc:
             repeats = len(x) - len(np.unique(x, axis=0))
             if repeats:

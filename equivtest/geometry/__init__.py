@@ -2,7 +2,13 @@
 
 from .covariance import DEFAULT_RCOND, neighbourhood_covariances, precision_factors, pseudo_inverses
 from .dmaps import DiffusionCoordinates, MahalanobisDmapKernel, diffusion_coordinates
-from .kernel import gaussian_kernel, mahalanobis_sq_dense, mahalanobis_sq_knn, median_knn_epsilon
+from .kernel import (
+    gaussian_kernel,
+    mahalanobis_sq_dense,
+    mahalanobis_sq_dense_torch,
+    mahalanobis_sq_knn,
+    median_knn_epsilon,
+)
 
 __all__ = [
     "DEFAULT_RCOND",
@@ -11,6 +17,7 @@ __all__ = [
     "diffusion_coordinates",
     "gaussian_kernel",
     "mahalanobis_sq_dense",
+    "mahalanobis_sq_dense_torch",
     "mahalanobis_sq_knn",
     "median_knn_epsilon",
     "neighbourhood_covariances",

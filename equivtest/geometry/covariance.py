@@ -58,3 +58,30 @@ def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
 def pseudo_inverses(factors: np.ndarray) -> np.ndarray:
     """``L_i L_i^T`` for each factor: the (truncated) precision matrices, ``(N, F, F)``."""
     return np.matmul(factors, factors.transpose(0, 2, 1))
+
+
+def neighbourhood_precision_factors(neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096) -> np.ndarray:
+    """Covariances and truncated precision factors, ``chunk`` samples at a time.
+
+    Same result as ``precision_factors(neighbourhood_covariances(nb), rcond)``, but the
+    ``(N, F, F)`` covariances never exist at once, and ``neighbourhood_activations`` may
+    be anything that slices along its first axis into ``(n, M, F)`` arrays (an array, a
+    ``numpy.memmap``, or a lazy object that captures each chunk when asked), so the
+    ``(N, M, F)`` neighbourhood activations need not fit in memory either.
+    """
+    n = len(neighbourhood_activations)
+    if n == 0:
+        raise FitConfigError("no neighbourhoods given; capture at least one sample")
+    parts, rank = [], 0
+    for start in range(0, n, int(chunk)):
+        factors = precision_factors(neighbourhood_covariances(neighbourhood_activations[start : start + int(chunk)]), rcond)
+        rank = max(rank, factors.shape[2])
+        parts.append(factors)
+    f = parts[0].shape[1]
+    out = np.zeros((n, f, rank))
+    start = 0
+    for factors in parts:
+        # factors keep their top eigen-directions last; align them to the right
+        out[start : start + len(factors), :, rank - factors.shape[2] :] = factors
+        start += len(factors)
+    return out

@@ -10,7 +10,13 @@ import scipy.sparse
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
-from .kernel import gaussian_kernel, mahalanobis_sq_dense, mahalanobis_sq_knn, median_knn_epsilon
+from .kernel import (
+    gaussian_kernel,
+    mahalanobis_sq_dense,
+    mahalanobis_sq_dense_torch,
+    mahalanobis_sq_knn,
+    median_knn_epsilon,
+)
 
 with warnings.catch_warnings():
     # datafold imports pandas/sklearn pieces that warn on import; not ours to fix.
@@ -27,14 +33,17 @@ class MahalanobisDmapKernel(PCManifoldKernel):
     new points reach diffusion space through the RBF interpolation instead.
     """
 
-    def __init__(self, factors: np.ndarray, epsilon: float, k_neighbours: int | None = None):
+    def __init__(self, factors: np.ndarray, epsilon: float, k_neighbours: int | None = None, device: str | None = None):
         self.factors = factors
         self.epsilon = epsilon
         self.k_neighbours = k_neighbours
+        self.device = device
         super().__init__(is_symmetric=True)
 
     def squared_distances(self, X):
         if self.k_neighbours is None:
+            if self.device is not None:
+                return mahalanobis_sq_dense_torch(X, self.factors, self.device)
             return mahalanobis_sq_dense(X, self.factors)
         return mahalanobis_sq_knn(X, self.factors, self.k_neighbours)
 
@@ -67,12 +76,14 @@ def diffusion_coordinates(
     epsilon: float | str = "median",
     epsilon_k: int = 10,
     k_neighbours: int | None = None,
+    device: str | None = None,
 ) -> DiffusionCoordinates:
     """Fit datafold's ``DiffusionMaps`` on the samples with the Mahalanobis kernel.
 
     ``epsilon`` is a number, or ``"median"``: the median over samples of the squared
     distance to the ``epsilon_k``-th nearest neighbour (see :func:`median_knn_epsilon`).
-    ``k_neighbours`` switches to a sparse kernel over k nearest neighbours.
+    ``k_neighbours`` switches to a sparse kernel over k nearest neighbours; ``device``
+    (a torch device such as ``"cuda"``) computes the dense kernel with torch there.
     """
     x = as_finite_float64(samples, "sample activations", ndim=2)
     n = x.shape[0]
@@ -85,7 +96,7 @@ def diffusion_coordinates(
             f"{n} samples cannot give {n_eigenvectors} diffusion-map eigenvectors; "
             f"use more than {n_eigenvectors} samples or ask for at most {n - 1} eigenvectors"
         )
-    kernel = MahalanobisDmapKernel(factors, 1.0, k_neighbours)
+    kernel = MahalanobisDmapKernel(factors, 1.0, k_neighbours, device)
     d2 = kernel.squared_distances(x)
     if isinstance(epsilon, str):
         if epsilon != "median":
@@ -113,7 +124,7 @@ class _PrecomputedDistances(MahalanobisDmapKernel):
     """The same kernel, reusing distances already computed to estimate epsilon."""
 
     def __init__(self, kernel: MahalanobisDmapKernel, d2):
-        super().__init__(kernel.factors, kernel.epsilon, kernel.k_neighbours)
+        super().__init__(kernel.factors, kernel.epsilon, kernel.k_neighbours, kernel.device)
         self._d2 = d2
 
     def squared_distances(self, X):

@@ -128,3 +128,26 @@ def gaussian_kernel(d2, epsilon: float):
         out.data = np.exp(-out.data / epsilon)
         return out
     return np.exp(-np.asarray(d2) / epsilon)
+
+
+def mahalanobis_sq_dense_torch(samples, factors, device="cpu") -> np.ndarray:
+    """:func:`mahalanobis_sq_dense` computed with torch on ``device`` (e.g. ``"cuda"``).
+
+    Same whitened-difference algorithm and blocking, in float64, so results equal the
+    NumPy path to rounding; the ``(N, N)`` result comes back as a NumPy array.
+    """
+    import torch
+
+    x, factors = _check(samples, factors)
+    dev = torch.device(device)
+    xt = torch.as_tensor(x, device=dev)
+    lt_all = torch.as_tensor(factors, device=dev).transpose(1, 2)  # (N, r, F)
+    n, r, f = lt_all.shape
+    block = max(1, int(_BLOCK_BYTES // (8 * max(1, r) * n)))
+    q = torch.empty((n, n), dtype=torch.float64, device=dev)
+    for start in range(0, n, block):
+        lt = lt_all[start : start + block]
+        z = (lt.reshape(-1, f) @ xt.T).reshape(len(lt), r, n)
+        own = z[torch.arange(len(lt), device=dev), :, torch.arange(start, start + len(lt), device=dev)]
+        q[start : start + len(lt)] = ((z - own[:, :, None]) ** 2).sum(dim=1)
+    return (0.5 * (q + q.T)).cpu().numpy()
