@@ -67,7 +67,12 @@ def run(n: int, k_neighbours: int, rbf_neighbors: int | None, n_eigenvectors: in
     sa, sb = a(latent), b(latent)
     na, nb = LazyNeighbourhoods(latent, a, 0.01, 11), LazyNeighbourhoods(latent, b, 0.01, 11)
     t0 = time.perf_counter()
-    t = Transformation(n_eigenvectors, k_neighbours=k_neighbours, rbf_neighbors=rbf_neighbors).fit(sa, na, sb, nb)
+    def stage(message: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f} s] N={n}: {message}", file=sys.stderr, flush=True)
+
+    t = Transformation(n_eigenvectors, k_neighbours=k_neighbours, rbf_neighbors=rbf_neighbors).fit(
+        sa, na, sb, nb, stage=stage
+    )
     fit_s = time.perf_counter() - t0
     test = np.random.default_rng(seed + 1).uniform(0.05, 0.95, size=(2000, LATENT))
     t1 = time.perf_counter()
@@ -94,7 +99,18 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dense-check", action="store_true", help="also fit the dense path and compare")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--growth", default=None, help="comma-separated sizes: fit time against N, and its exponent")
     args = parser.parse_args(argv)
+    if args.growth:
+        sizes = [int(v) for v in args.growth.split(",")]
+        runs = [run(n, args.k_neighbours, args.rbf_neighbors, args.eigenvectors, args.seed) for n in sizes]
+        slope = float(np.polyfit(np.log(sizes), np.log([r["fit_s"] for r in runs]), 1)[0])
+        result = {"growth": {"sizes": sizes, "fit_s": [r["fit_s"] for r in runs], "exponent": slope}}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            with open(args.out, "w") as handle:
+                handle.write(json.dumps(result, indent=2))
+        return 0
     result = {"scale": run(args.n, args.k_neighbours, args.rbf_neighbors, args.eigenvectors, args.seed)}
     if args.dense_check:
         result["dense"] = run(args.n, None, None, args.eigenvectors, args.seed)

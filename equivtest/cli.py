@@ -12,9 +12,9 @@ from rich.markup import escape
 from . import experiments
 
 app = typer.Typer(help="Test whether two neural networks are equivalent.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Console(log_path=False)
 if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-    console = Console(width=120)
+    console = Console(width=120, log_path=False)
 
 
 @app.command("list")

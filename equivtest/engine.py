@@ -200,7 +200,7 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
     if stage:
         stage("fitting the transformation")
     t = time.perf_counter()
-    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"])
+    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage)
     timings["fit_s"] = time.perf_counter() - t
     return FittedPair(pair, sampler, config, samples, transformation, activations, timings)
 

@@ -153,8 +153,11 @@ class Transformation:
         }
 
     # -- fitting ----------------------------------------------------------------------
-    def fit(self, samples_a, neighbourhoods_a, samples_b, neighbourhoods_b) -> "Transformation":
-        """Fit both directions from sample activations ``(N, F)`` and neighbourhood activations ``(N, M, F)``."""
+    def fit(self, samples_a, neighbourhoods_a, samples_b, neighbourhoods_b, *, stage=None) -> "Transformation":
+        """Fit both directions from sample activations ``(N, F)`` and neighbourhood activations ``(N, M, F)``.
+
+        ``stage``, if given, is called with a short message as each step starts (progress).
+        """
         sa = as_finite_float64(samples_a, "sample activations of network A", ndim=2)
         sb = as_finite_float64(samples_b, "sample activations of network B", ndim=2)
         if sa.shape[0] != sb.shape[0]:
@@ -176,13 +179,19 @@ class Transformation:
                     f"network {label}: neighbourhood activations of shape {shape} do not match "
                     f"sample activations of shape {s.shape}; expected ({s.shape[0]}, M, {s.shape[1]})"
                 )
-            sides.append(self._fit_side(s, nb, label))
+            sides.append(self._fit_side(s, nb, label, stage))
+        if stage:
+            stage("alignment and interpolants")
         self._set_fitted(*sides)
         return self
 
-    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str) -> SideFit:
+    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None) -> SideFit:
+        if stage:
+            stage(f"network {label}: neighbourhood covariances")
         # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
         factors = neighbourhood_precision_factors(_Checked(neighbourhoods, label), self.rcond)
+        if stage:
+            stage(f"network {label}: Mahalanobis kernel and diffusion maps ({len(samples)} samples)")
         dc = diffusion_coordinates(
             samples, factors, self.n_eigenvectors,
             epsilon=self.epsilon, epsilon_k=self.epsilon_k, k_neighbours=self.k_neighbours,
