@@ -89,8 +89,9 @@ def test_reference_capture_matches_equivtest_capture(bench):
     nbhd = samples[:, None, :] + 0.01 * rng.normal(size=(5, 7, 1))
     ref_s, ref_nb = bench.ref.capture_reference(net, "act2", samples, nbhd)
     eq_s, eq_nb = capture_neighbourhoods(net, samples, nbhd, "act2")
-    np.testing.assert_array_equal(ref_s, eq_s)
-    np.testing.assert_array_equal(ref_nb, eq_nb)
+    # single passes and batches may round differently in the last bit
+    np.testing.assert_allclose(ref_s, eq_s, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ref_nb, eq_nb, rtol=1e-12, atol=1e-15)
     part_s, part_nb = bench.ref.capture_reference(net, "act2", samples, nbhd, n_samples=2)
     assert part_s.shape == (2, 8) and part_nb.shape == (2, 7, 8)
 
@@ -153,7 +154,7 @@ def test_tiny_benchmark_writes_the_json_structure(bench, tmp_path):
     capture = by_name["1d"]["stages"][0]
     assert capture["reference_how"] == "extrapolated" and "scaled linearly" in capture["reference_note"]
     assert by_name["1d"]["stages"][-1]["reference_how"] == "extrapolated"  # the total inherits it
-    assert by_name["1d"]["info"]["capture_max_abs_diff"] == 0.0
+    assert by_name["1d"]["info"]["capture_max_abs_diff"] < 1e-12
     assert by_name["60:dmaps"]["stages"][0]["reference_how"] == "extrapolated"
     assert by_name["60:dmaps"]["stages"][0]["parts"]["datafold_kernel_subset_s"] > 0
     assert set(by_name["1d"]["kernel_agreement"]) == {"a", "b"}
