@@ -44,7 +44,8 @@ def one_sided_sq_distances(samples, factors, rows=None) -> np.ndarray:
         lt = factors[idx].transpose(0, 2, 1).reshape(len(idx) * r, f)
         z = (lt @ x.T).reshape(len(idx), r, n)  # z[b, :, j] = L_i^T x_j
         own = z[np.arange(len(idx)), :, idx]  # L_i^T x_i, shape (b, r)
-        out[start : start + len(idx)] = ((z - own[:, :, None]) ** 2).sum(axis=1)
+        z -= own[:, :, None]  # in place: the block is the largest array here
+        np.einsum("brn,brn->bn", z, z, out=out[start : start + len(idx)])
     return out
 
 
