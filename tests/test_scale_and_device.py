@@ -92,3 +92,17 @@ def test_cuda_kernel_equals_cpu():
     factors = precision_factors(neighbourhood_covariances(nb))
     np.testing.assert_allclose(mahalanobis_sq_dense_torch(x, factors, "cuda"), mahalanobis_sq_dense(x, factors),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_large_dense_kernels_go_sparse_without_changing_the_coordinates(monkeypatch):
+    import equivtest.geometry.dmaps as dmaps
+
+    x, nb = curve_activations(300, 40, seed=9)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    dense = dmaps.diffusion_coordinates(x, factors, 4, epsilon=0.05)
+    monkeypatch.setattr(dmaps, "SPARSE_FROM", 100)
+    kernel = dmaps.MahalanobisDmapKernel(factors, 0.05)
+    assert dmaps.scipy.sparse.issparse(kernel(x)) and kernel(x).nnz < 0.9 * 300**2
+    sparse = dmaps.diffusion_coordinates(x, factors, 4, epsilon=0.05)
+    np.testing.assert_allclose(sparse.eigenvalues, dense.eigenvalues, rtol=1e-12)
+    np.testing.assert_allclose(sparse.coordinates, dense.coordinates, rtol=1e-8, atol=1e-10)

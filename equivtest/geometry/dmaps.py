@@ -56,7 +56,17 @@ class MahalanobisDmapKernel(PCManifoldKernel):
         return self.evaluate(self.squared_distances(np.asarray(X)))
 
     def evaluate(self, distance_matrix):
-        return gaussian_kernel(distance_matrix, self.epsilon)
+        kernel = gaussian_kernel(distance_matrix, self.epsilon)
+        if not scipy.sparse.issparse(kernel) and kernel.shape[0] >= SPARSE_FROM:
+            # Entries below 1e-16 (the diagonal is 1) do not change the eigenpairs in
+            # double precision, and without them datafold's shift-invert eigensolver
+            # factorises a sparse matrix instead of a dense one.
+            kernel = scipy.sparse.csr_matrix(np.where(kernel >= DROP_BELOW, kernel, 0.0))
+        return kernel
+
+
+SPARSE_FROM = 2000  # samples; below this a dense eigensolve is fast anyway
+DROP_BELOW = 1e-16
 
 
 @dataclass(frozen=True)
