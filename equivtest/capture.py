@@ -9,48 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ActivationError, EquivtestError, LayerNotFoundError
+from .layers import LayerSpec
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """Where to read activations: a module path and, optionally, which neurons.
-
-    ``path`` is a name from ``model.named_modules()`` (e.g. ``"act3"`` or
-    ``"encoder.layers.11"``). ``neurons`` selects features of the flattened output
-    (indices, or a slice such as ``slice(None, None, 4)`` for every 4th).
-    """
-
-    path: str
-    neurons: Sequence[int] | slice | None = None
-
-    @classmethod
-    def of(cls, layer: "str | LayerSpec") -> "LayerSpec":
-        return layer if isinstance(layer, LayerSpec) else cls(str(layer))
-
-    def select(self, flat: torch.Tensor) -> torch.Tensor:
-        if self.neurons is None:
-            return flat
-        if isinstance(self.neurons, slice):
-            return flat[:, self.neurons]
-        return flat[:, list(self.neurons)]
-
-    def describe(self) -> dict:
-        neurons = self.neurons
-        if isinstance(neurons, slice):
-            neurons = f"slice({neurons.start}, {neurons.stop}, {neurons.step})"
-        elif neurons is not None:
-            neurons = [int(i) for i in neurons]
-        return {"path": self.path, "neurons": neurons}
 
 
 def resolve_layer(model: nn.Module, path: str) -> nn.Module:
@@ -99,15 +67,6 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def _output_tensor(output, path: str) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    raise ActivationError(
-        f"layer {path!r} returned {type(output).__name__}, not a tensor; "
-        "choose a layer whose output is a single tensor"
-    )
-
-
 def capture(
     model: nn.Module,
     inputs,
@@ -119,9 +78,10 @@ def capture(
 ) -> np.ndarray:
     """Run ``inputs`` through ``model`` in batches and return the layer's activations.
 
-    Returns a float64 array of shape ``(len(inputs), n_features)``: each output is
-    flattened per sample, then the neurons of ``layer`` are selected. Inputs go to the
-    model's own device and dtype. The hook is removed even when the forward pass raises.
+    Returns a float64 array of shape ``(len(inputs) * slices, n_features)``: each output
+    becomes rows as ``layer`` says (flattened per input, or a sequence cut into slices;
+    see :class:`LayerSpec`). Inputs go to the model's own device and dtype. The hook is
+    removed even when the forward pass raises.
     """
     spec = LayerSpec.of(layer)
     module = resolve_layer(model, spec.path)
@@ -138,8 +98,7 @@ def capture(
         if probe["on"]:
             probe["runs"] += 1
             return
-        flat = _output_tensor(output, spec.path).reshape(output.shape[0], -1)
-        recorded.append(spec.select(flat).detach().to("cpu", torch.float64))
+        recorded.append(spec.to_rows(output).detach().to("cpu", torch.float64))
         if stop_early:
             raise _StopForward
 
@@ -179,11 +138,18 @@ def capture_neighbourhoods(
     layer: "str | LayerSpec",
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Activations of samples ``(N, F)`` and of their neighbourhoods ``(N, M, F)``."""
+    """Activations of samples ``(R, F)`` and of their neighbourhoods ``(R, M, F)``.
+
+    R is N, or N times the slices per input for a sliced sequence layer: slice k of
+    sample i is row ``i * slices + k``, and its neighbourhood is slice k of sample i's
+    neighbours.
+    """
     n, m = neighbourhoods.shape[:2]
     flat = np.concatenate([samples, neighbourhoods.reshape(n * m, *neighbourhoods.shape[2:])])
     acts = capture(model, flat, layer, **kwargs)
-    return acts[:n], acts[n:].reshape(n, m, -1)
+    stride = len(acts) // (n + n * m)
+    nb = acts[n * stride :].reshape(n, m, stride, -1).transpose(0, 2, 1, 3).reshape(n * stride, m, -1)
+    return acts[: n * stride], nb
 
 
 def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str, int]]:

@@ -94,7 +94,7 @@ class FittedPair:
             outputs[side] = forward_batched(net, x, cfg.batch_size)
         found, predictions, stitched = [], {}, {}
         rng = np.random.default_rng(self.sampler.seed)
-        n = self.samples.n_samples
+        n = len(self.activations["b"][0])  # rows: samples, or samples x slices for sequence layers
         nulls = [self.transformation.repaired(rng.permutation(n)) for _ in range(null_shuffles)]
         residual = self.transformation.diffusion_residual()
         for source, target in DIRECTIONS:

@@ -5,33 +5,14 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 from torch import nn
 
-from .capture import LayerSpec, capture, forward_batched, resolve_layer
+from .capture import capture, forward_batched, resolve_layer
 from .errors import EquivtestError
+from .layers import LayerSpec
 from .transform import Transformation
 
 TARGET_INPUTS = ("real", "zeros")
-
-
-def fill_unpredicted(predicted: np.ndarray, layer: LayerSpec, n_features: int) -> np.ndarray:
-    """Full flat activations: predicted neurons in place, the others set to their mean.
-
-    The transformation only predicts the selected neurons of the target layer; each
-    unselected neuron of a sample gets the mean of that sample's predicted neurons.
-    """
-    if layer.neurons is None:
-        if predicted.shape[1] != n_features:
-            raise EquivtestError(
-                f"the transformation predicts {predicted.shape[1]} features but layer "
-                f"{layer.path!r} has {n_features}; select the same neurons as at fit time"
-            )
-        return predicted
-    full = np.repeat(predicted.mean(axis=1, keepdims=True), n_features, axis=1)
-    index = np.arange(n_features)[layer.neurons] if isinstance(layer.neurons, slice) else np.asarray(layer.neurons)
-    full[:, index] = predicted
-    return full
 
 
 class StitchedNetwork:
@@ -80,11 +61,10 @@ class StitchedNetwork:
         cursor = {"start": 0}
 
         def replace(_module, _inputs, output):
-            n = output.shape[0]
             start = cursor["start"]
-            flat = fill_unpredicted(predicted[start : start + n], self.target_layer, int(np.prod(output.shape[1:])))
-            cursor["start"] = start + n
-            return torch.as_tensor(flat, dtype=output.dtype, device=output.device).reshape(output.shape)
+            n_rows = self.target_layer.to_rows(output).shape[0]
+            cursor["start"] = start + n_rows
+            return self.target_layer.replace(output, predicted[start : start + n_rows])
 
         handle = module.register_forward_hook(replace)
         try:

@@ -164,7 +164,8 @@ class Transformation:
             raise ActivationError(
                 f"network A has {sa.shape[0]} sample activations and network B has {sb.shape[0]}; "
                 "the transformation pairs sample i of A with sample i of B, so capture both from "
-                "the same samples (mapped by the domain map)"
+                "the same samples (mapped by the domain map); for sliced sequence layers both must "
+                "give the same number of slices per input (sequence length / slice_length)"
             )
         sides = []
         for label, s, nb in (("A", sa, neighbourhoods_a), ("B", sb, neighbourhoods_b)):

@@ -216,7 +216,7 @@ def test_hooks_removed_when_layer_output_is_not_a_tensor(inputs):
             return self.pair(self.fc(x))[0]
 
     net = Net()
-    with pytest.raises(ActivationError, match=r"layer 'pair' returned tuple, not a tensor; choose a layer"):
+    with pytest.raises(ActivationError, match=r"layer 'pair' returns a tuple of 2 items; say which to use with LayerSpec\('pair', output=0\)"):
         capture(net, inputs, "pair")
     assert no_hooks_left(net)
 
@@ -236,8 +236,9 @@ def test_neuron_selection_with_a_slice(model, inputs, reference):
 
 
 def test_neuron_selection_is_described_as_plain_data():
-    assert LayerSpec("act1", slice(None, None, 2)).describe() == {"path": "act1", "neurons": "slice(None, None, 2)"}
-    assert LayerSpec("act1", (np.int64(1), 4)).describe() == {"path": "act1", "neurons": [1, 4]}
+    plain = {"output": None, "layout": None, "slice_length": None}
+    assert LayerSpec("act1", slice(None, None, 2)).describe() == {"path": "act1", "neurons": "slice(None, None, 2)", **plain}
+    assert LayerSpec("act1", (np.int64(1), 4)).describe() == {"path": "act1", "neurons": [1, 4], **plain}
     assert LayerSpec.of("act1") == LayerSpec("act1")
 
 

@@ -14,7 +14,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from equivtest.capture import LayerSpec, capture
 from equivtest.errors import ActivationError, EquivtestError, FitConfigError, LayerNotFoundError, NotFittedError
 from equivtest.measures import LinearCKA, LinearStitch, ProcrustesDistance, linear_stitch_outputs
-from equivtest.stitch import fill_unpredicted
+from equivtest.layers import fill_unpredicted
 from tests._nets import random_orthogonal, tanh_mlp
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -329,7 +329,7 @@ def test_linear_stitch_feeds_the_target_its_mapped_inputs_and_selected_neurons()
     acts_a, acts_b = capture(a, TRAIN, "act2"), capture(b, to_b(TRAIN), layer_b)
     out = linear_stitch_outputs(a, b, "act2", layer_b, acts_a, acts_b, TEST, target_input_map=to_b, ridge=1e-3)
     mapped = LinearStitch(ridge=1e-3).fit(acts_a, acts_b).predict(capture(a, TEST, "act2"))
-    manual = b.out(torch.from_numpy(fill_unpredicted(mapped, layer_b, 8))).detach().numpy()
+    manual = b.out(torch.from_numpy(fill_unpredicted(mapped, layer_b.neurons, 8))).detach().numpy()
     np.testing.assert_allclose(out, manual, rtol=0, atol=1e-12)
     with pytest.raises(RuntimeError):  # without the map B gets 1-d inputs it cannot take
         linear_stitch_outputs(a, b, "act2", layer_b, acts_a, acts_b, TEST)

@@ -9,7 +9,7 @@ import torch
 from equivtest import FitConfig, GaussianNeighbourhood, GridPoints, LayerSpec, NetworkPair, Sampler, fit_pair
 from equivtest.capture import capture
 from equivtest.errors import EquivtestError
-from equivtest.stitch import fill_unpredicted
+from equivtest.layers import fill_unpredicted
 from tests._nets import tanh_mlp
 
 SAMPLER = Sampler(GridPoints(-1.0, 1.0, 128), GaussianNeighbourhood(64, 0.05), seed=0)
@@ -18,15 +18,15 @@ X = np.linspace(-0.95, 0.95, 50)[:, None]
 
 def test_fill_puts_predicted_neurons_in_place_and_their_mean_elsewhere():
     predicted = np.array([[1.0, 3.0], [2.0, 6.0]])
-    full = fill_unpredicted(predicted, LayerSpec("x", neurons=[1, 3]), 5)
+    full = fill_unpredicted(predicted, [1, 3], 5)
     np.testing.assert_array_equal(full, [[2, 1, 2, 3, 2], [4, 2, 4, 6, 4]])
-    every_other = fill_unpredicted(predicted, LayerSpec("x", neurons=slice(None, None, 2)), 4)
+    every_other = fill_unpredicted(predicted, slice(None, None, 2), 4)
     np.testing.assert_array_equal(every_other, [[1, 2, 3, 2], [2, 4, 6, 4]])
 
 
 def test_fill_refuses_a_width_mismatch_without_selection():
     with pytest.raises(EquivtestError, match="select the same neurons"):
-        fill_unpredicted(np.zeros((2, 3)), LayerSpec("x"), 5)
+        fill_unpredicted(np.zeros((2, 3)), None, 5)
 
 
 def test_stitched_output_is_the_target_head_applied_to_the_prediction():
@@ -35,7 +35,7 @@ def test_stitched_output_is_the_target_head_applied_to_the_prediction():
     fitted = fit_pair(NetworkPair(a, b, "act2", layer_b), SAMPLER, FitConfig())
     stitched = fitted.stitched(to="b")(X)
     predicted = fitted.transformation.predict(capture(a, X, "act2"), to="b")
-    filled = fill_unpredicted(predicted, layer_b, 8)
+    filled = fill_unpredicted(predicted, layer_b.neurons, 8)
     manual = b.out(torch.from_numpy(filled)).detach().numpy()
     np.testing.assert_allclose(stitched, manual, rtol=0, atol=1e-12)
 

@@ -30,7 +30,6 @@ def _figure_png(fig) -> str:
 def _axis(inputs: np.ndarray) -> tuple[np.ndarray, str]:
     """Plot against the input where it is 1-d, else against the sample index."""
     if inputs.ndim == 2 and inputs.shape[1] == 1:
-        order = np.argsort(inputs[:, 0], kind="stable")
         return inputs[:, 0], "input x"
     return np.arange(len(inputs), dtype=float), "sample index"
 
@@ -84,11 +83,12 @@ def _figures(d: dict, names: tuple[str, str]) -> list[tuple[str, str, str]]:
         tx, txlabel = _axis(d["test_inputs"])
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
         for ax, (src, tgt) in zip(axes, (("a", "b"), ("b", "a"))):
+            ex, exlabel = _axis(d["test_rows"]) if "test_rows" in d else (tx, txlabel)
             err = ((d[f"predicted_{src}_to_{tgt}"] - d[f"test_activations_{tgt}"]) ** 2).mean(axis=1)
-            order = np.argsort(tx, kind="stable")
-            ax.semilogy(tx[order], np.maximum(err[order], 1e-300), lw=1)
+            order = np.argsort(ex, kind="stable")
+            ax.semilogy(ex[order], np.maximum(err[order], 1e-300), lw=1)
             ax.set(title=f"squared error of transformed activations, {src.upper()} -> {tgt.upper()}",
-                   xlabel=txlabel, ylabel="mean squared error")
+                   xlabel=exlabel if "test_rows" not in d else "row (input x slice)", ylabel="mean squared error")
         figs.append(("activation-error", "Transformed vs. true activations on the test inputs",
                      "Mean squared error per test input, log scale.", _figure_png(fig)))
 

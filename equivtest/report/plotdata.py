@@ -23,15 +23,21 @@ def _subsample(n: int, limit: int) -> np.ndarray:
 
 def plot_arrays(fitted) -> dict[str, np.ndarray]:
     t = fitted.transformation
-    n = fitted.samples.n_samples
+    n = len(fitted.activations["a"][0])  # rows: samples x slices for sliced sequence layers
     rows = _subsample(n, MAX_POINTS)
     nb_rows = _subsample(n, NEIGHBOURHOOD_SAMPLES)
+    inputs = fitted.samples.samples.reshape(fitted.samples.n_samples, -1)
     out = {
-        "sample_inputs": fitted.samples.samples.reshape(n, -1)[rows],
+        # plotted against the input only where each row is one 1-d input
+        "sample_inputs": inputs[rows] if len(inputs) == n else rows[:, None].astype(float) * np.ones((1, 2)),
         "eigenvalues_a": t.side_a_.eigenvalues,
         "eigenvalues_b": t.side_b_.eigenvalues,
-        "neighbourhood_inputs": fitted.samples.neighbourhoods[nb_rows, :NEIGHBOURHOOD_POINTS].reshape(
-            len(nb_rows), -1, int(np.prod(fitted.samples.samples.shape[1:]))
+        "neighbourhood_inputs": (
+            fitted.samples.neighbourhoods[nb_rows, :NEIGHBOURHOOD_POINTS].reshape(
+                len(nb_rows), -1, int(np.prod(fitted.samples.samples.shape[1:]))
+            )
+            if len(inputs) == n
+            else np.zeros((len(nb_rows), 0, 2))
         ),
     }
     for side, other in (("a", "b"), ("b", "a")):
@@ -45,11 +51,15 @@ def plot_arrays(fitted) -> dict[str, np.ndarray]:
         m = len(fitted.test_inputs)
         test_rows = _subsample(m, MAX_POINTS)
         out["test_inputs"] = np.asarray(fitted.test_inputs).reshape(m, -1)[test_rows]
+        m_rows = len(fitted.test_activations["a"])
+        act_rows = _subsample(m_rows, MAX_POINTS)
+        if m_rows != m:  # sliced sequences: the activation error is plotted per row
+            out["test_rows"] = act_rows[:, None].astype(float) * np.ones((1, 2))
         for side in ("a", "b"):
-            out[f"test_activations_{side}"] = fitted.test_activations[side][test_rows]
+            out[f"test_activations_{side}"] = fitted.test_activations[side][act_rows]
             out[f"test_outputs_{side}"] = fitted.test_outputs[side].reshape(m, -1)[test_rows]
         for direction, values in fitted.test_predictions.items():
-            out[f"predicted_{direction.replace('->', '_to_')}"] = values[test_rows]
+            out[f"predicted_{direction.replace('->', '_to_')}"] = values[act_rows]
         for direction, values in fitted.test_stitched.items():
             out[f"stitched_{direction.replace('->', '_to_')}"] = values.reshape(m, -1)[test_rows]
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
