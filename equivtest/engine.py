@@ -108,15 +108,16 @@ class FittedPair:
                 null = np.median([np.mean((t.predict(acts[source], to=target) - acts[target]) ** 2) for t in nulls])
                 found.append(criterion("null_activation_mse", direction, null, f"{null_shuffles} shuffle(s)"))
                 found.append(criterion("null_ratio", direction, mse / null if null > 0 else np.inf))
+            found.append(criterion("diffusion_residual", direction, residual[direction]))
             if target == "a" and p.domain_map is not None:
                 continue
-            stitched_out = stitched[direction] = self.stitched(target)(test_inputs)
+            # the stitched network's source half is what was just captured: reuse it
+            stitched_out = stitched[direction] = self.stitched(target)(test_inputs, source_activations=acts[source])
             if p.task == "classification":
                 agree = np.mean(stitched_out.argmax(axis=1) == outputs[target].argmax(axis=1))
                 found.append(criterion("agreement", direction, agree))
             else:
                 found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
-            found.append(criterion("diffusion_residual", direction, residual[direction]))
         found.extend(self.whitney())
         if stage:
             stage("reference measures")

@@ -46,8 +46,12 @@ class StitchedNetwork:
         self.transformation, self.to = transformation, transformation.side(to)
         self.domain_map, self.target_input, self.batch_size = domain_map, target_input, batch_size
 
-    def __call__(self, inputs) -> np.ndarray:
-        acts = capture(self.source, inputs, self.source_layer, batch_size=self.batch_size)
+    def __call__(self, inputs, source_activations: np.ndarray | None = None) -> np.ndarray:
+        """Target outputs for ``inputs``; ``source_activations`` (as :func:`capture` returns
+        them for these inputs) skips capturing the source again."""
+        acts = source_activations
+        if acts is None:
+            acts = capture(self.source, inputs, self.source_layer, batch_size=self.batch_size)
         predicted = self.transformation.predict(acts, to=self.to)
         x = np.asarray(inputs)
         if self.domain_map is not None:
