@@ -475,3 +475,21 @@ def test_factors_of_wrong_shape_are_rejected():
     factors = precision_factors(neighbourhood_covariances(nb))
     with pytest.raises(ActivationError, match="do not match"):
         mahalanobis_sq_dense(x[:-1], factors)
+
+
+def test_eigensolver_non_convergence_gives_a_clear_error(monkeypatch):
+    """Seen on CWRU windows (samples that do not cover a connected manifold): datafold's
+    ARPACK call gives up. The raw ARPACK error becomes a FitConfigError naming the fixes."""
+    import scipy.sparse.linalg
+
+    import equivtest.geometry.dmaps as dmaps
+    from equivtest.errors import FitConfigError
+
+    def no_convergence(self, X, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("ARPACK error -1: No convergence", None, None)
+
+    monkeypatch.setattr(dmaps.DiffusionMaps, "fit", no_convergence)
+    x, nb = tanh_layer(0, 30, 20, delta=0.05)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    with pytest.raises(FitConfigError, match="did not converge for 30 samples.*Raise epsilon"):
+        dmaps.diffusion_coordinates(x, factors, 4, epsilon=0.5)

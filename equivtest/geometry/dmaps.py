@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
@@ -120,7 +121,15 @@ def diffusion_coordinates(
     dmap = DiffusionMaps(kernel=_PrecomputedDistances(kernel, d2), n_eigenpairs=int(n_eigenvectors))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=scipy.sparse.SparseEfficiencyWarning)
-        dmap.fit(x)
+        try:
+            dmap.fit(x)
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            raise FitConfigError(
+                f"the diffusion-map eigensolver did not converge for {n} samples at epsilon={eps:.4g}: the "
+                "kernel graph is (nearly) disconnected, so eigenvalue 1 is (nearly) repeated. Raise epsilon "
+                "(or epsilon_k for the median rule), draw samples that cover the input manifold more densely, "
+                "or ask for fewer eigenvectors"
+            ) from None
     vectors = np.asarray(dmap.eigenvectors_, dtype=np.float64)
     values = np.asarray(dmap.eigenvalues_, dtype=np.float64)
     order = np.argsort(-np.abs(values))
