@@ -158,7 +158,7 @@ class FittedPair:
             stitched = linear.stitched_network(
                 p.network(source), p.network(target), p.layer(source), p.layer(target),
                 target_input_map=p.domain_map if target == "b" else None, batch_size=self.config.batch_size,
-            )(test_inputs)
+            )(test_inputs, source_activations=acts[source])
             if p.task == "classification":
                 found.append(criterion("linear_agreement", direction,
                                        np.mean(stitched.argmax(axis=1) == outputs[target].argmax(axis=1))))

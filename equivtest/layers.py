@@ -89,6 +89,14 @@ class LayerSpec:
             )
         return sequence_length // p
 
+    def n_rows(self, output) -> int:
+        """How many rows ``to_rows`` gives for this output, without building them."""
+        x = self.tensor(output)
+        if self.layout is None:
+            return int(x.shape[0])
+        b, t = (x.shape[i] for i in LAYOUTS[self.layout][:2])
+        return int(b) * self.stride(int(t))
+
     def to_rows(self, output) -> torch.Tensor:
         """Rows of features: ``(batch * slices, features)``."""
         x = self.tensor(output)

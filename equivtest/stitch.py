@@ -66,7 +66,7 @@ class StitchedNetwork:
 
         def replace(_module, _inputs, output):
             start = cursor["start"]
-            n_rows = self.target_layer.to_rows(output).shape[0]
+            n_rows = self.target_layer.n_rows(output)
             cursor["start"] = start + n_rows
             return self.target_layer.replace(output, predicted[start : start + n_rows])
 

@@ -43,10 +43,7 @@ class _Checked:
         return len(self.neighbourhoods)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        chunk = as_finite_float64(
-            self.neighbourhoods[rows], f"neighbourhood activations of network {self.label}", ndim=3
-        )
-        return chunk
+        return as_finite_float64(self.neighbourhoods[rows], f"neighbourhood activations of network {self.label}", ndim=3)
 
 
 class PrincipalRBF:
