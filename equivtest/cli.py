@@ -33,6 +33,7 @@ def run(
     neighbourhood: Optional[int] = typer.Option(None, help="Neighbourhood size (default: the suite's)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the sampler (default: the suite's)."),
     null: int = typer.Option(0, help="Null calibration: refit on this many random re-pairings of the samples."),
+    profile: str = typer.Option("ci", help="Suites with several fits: `ci` (small, minutes) or `full` (the thesis's sizes)."),
 ) -> None:
     """Rerun a suite: fit the transformation, assert its criteria, write a JSON record."""
     try:
@@ -41,7 +42,7 @@ def run(
         console.print(f"[red]{escape(exc.args[0])}[/]")
         raise typer.Exit(2)
     overrides = {k: v for k, v in (("n_samples", samples), ("neighbourhood_size", neighbourhood), ("seed", seed)) if v is not None}
-    from .experiments.runner import run_experiment
+    from .experiments.runner import run_suite
     from .report.terminal import print_results
 
     with console.status(f"[bold]{escape(suite)}[/]: starting") as status:
@@ -51,20 +52,27 @@ def run(
             status.update(f"[bold]{escape(suite)}[/]: {escape(message)}")
             console.log(message, markup=False)
 
-        fitted, result, record = run_experiment(
-            experiment, report_dir=None if no_record else report_dir, stage=stage, sampler_kwargs=overrides,
-            null_shuffles=null,
-        )
-    print_results([result], console, title=entry.title)
-    timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in fitted.timings.items())
+        try:
+            outcome = run_suite(
+                experiment, profile=profile, report_dir=None if no_record else report_dir, stage=stage,
+                sampler_kwargs=overrides, null_shuffles=null,
+            )
+        except ValueError as exc:
+            console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(2)
+    print_results(outcome.results, console, title=entry.title)
+    for table in outcome.tables:
+        console.print(table.to_rich())
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in outcome.timings.items())
     console.print(f"timings: {timings}")
-    if record is not None:
+    if outcome.records:
         from .report.html import write_html
 
-        console.print(f"record: {record}", markup=False, soft_wrap=True)
-        console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
-    if not result.passed:
-        console.print(f"[bold red]{len(result.failures())} criterion(s) failed[/]")
+        for record in outcome.records:
+            console.print(f"record: {record}", markup=False, soft_wrap=True)
+            console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
+    if not outcome.passed:
+        console.print(f"[bold red]{len(outcome.failures())} criterion(s) failed[/]")
         raise typer.Exit(1)
     console.print("[bold green]all criteria met[/]")
 

@@ -34,7 +34,8 @@ def library_versions() -> dict:
     }
 
 
-def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | None = None) -> dict:
+def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | None = None,
+                 tables=None) -> dict:
     t = fitted.transformation
     return {
         "schema": SCHEMA,
@@ -54,6 +55,7 @@ def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | 
         "result": result.to_dict(),
         "timings": dict(fitted.timings),
         "artefacts": dict(artefacts or {}),
+        "tables": [table.to_dict() for table in tables or ()],
     }
 
 
@@ -65,18 +67,22 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
-def write_run(fitted, result, root: str | Path, *, suite: str | None = None, save_transformation: bool = True) -> Path:
-    """Write ``record.json`` (and ``transformation.npz``) into a new run folder; returns the record path."""
+def write_run(fitted, result, root: str | Path, *, suite: str | None = None, save_transformation: bool = True,
+              tables=None, name: str | None = None) -> Path:
+    """Write ``record.json`` (and ``transformation.npz``) into a new run folder; returns the record path.
+
+    ``tables`` (:class:`equivtest.report.tables.ResultTable`) are a suite's own result
+    tables; ``name`` names the folder (default: the suite's, else the pair's)."""
     from .report.plotdata import save_plot_arrays
 
-    folder = new_run_dir(root, suite or fitted.pair.name)
+    folder = new_run_dir(root, name or suite or fitted.pair.name)
     artefacts = {}
     if save_transformation:
         fitted.transformation.save(folder / "transformation.npz")
         artefacts["transformation"] = "transformation.npz"
     save_plot_arrays(fitted, folder / "plots.npz")
     artefacts["plots"] = "plots.npz"
-    record = build_record(fitted, result, suite=suite, artefacts=artefacts)
+    record = build_record(fitted, result, suite=suite, artefacts=artefacts, tables=tables)
     return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())
 
 

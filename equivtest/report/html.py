@@ -143,6 +143,10 @@ def render(run: Path) -> str:
         f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
         for key, title, caption, png in _figures(arrays, names)
     )
+    from .tables import ResultTable
+
+    tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []))
+    tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
     verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
     meta = html.escape(json.dumps({k: record[k] for k in ("sampler", "config", "fit", "versions")}, indent=1))
     title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
@@ -150,7 +154,7 @@ def render(run: Path) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{title}</h1><p>{html.escape(record['created'])} · suite {html.escape(str(record.get('suite')))} · "
         f"<b>{verdict}</b></p><h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
-        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>"
+        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>{tables}"
         f"<h2>Plots</h2>{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
     )
 
