@@ -18,6 +18,7 @@ CRITERIA = {
     "activation_mse": (False, "MSE of transformed vs. true activations on the test inputs"),
     "output_mse": (False, "MSE of the stitched network's output vs. the target network's"),
     "agreement": (True, "share of test inputs where the stitched and target networks predict the same class"),
+    "word_agreement": (True, "1 - word error rate of the stitched network's transcripts against the target's own"),
     "diffusion_residual": (False, "MSE of aligned vs. true diffusion coordinates of the samples"),
     "whitney": (True, "narrowest width up to the layer, against 2d+1"),
     "null_activation_mse": (False, "activation MSE of a fit on randomly re-paired samples (median over shuffles)"),
@@ -29,6 +30,18 @@ CRITERIA = {
     "linear_activation_mse": (False, "activation MSE of a least-squares linear map fitted on the samples"),
     "linear_output_mse": (False, "output MSE of the network stitched through that linear map"),
     "linear_agreement": (True, "prediction agreement of the network stitched through that linear map"),
+    # weight-space distances for same-architecture pairs (see equivtest.weights)
+    "weight_quantile_loss": (False, "Q-quantile (pinball) loss of the weight differences a - b, Q = 0.5"),
+    "weight_norm_difference": (False, "| ||w_a||_2 - ||w_b||_2 | of the flattened weights"),
+    "weight_mape": (False, "mean absolute percentage error of w_a against w_b (epsilon 1e-3), in percent"),
+    "weight_layerwise_mse": (False, "sum over layers of each layer's weight MSE (layer-wise normalised MSE)"),
+    "weight_js": (False, "Jensen-Shannon divergence of the weight histograms (nats, 64 shared bins)"),
+    "weight_w2": (False, "exact 1-D 2-Wasserstein distance between the weight distributions"),
+    "weight_sinkhorn_w2": (False, "entropic (Sinkhorn) 2-Wasserstein distance between the weight distributions"),
+    "weight_fft_l1": (False, "mean absolute difference of the weight vectors' discrete Fourier transforms"),
+    "weight_gromov_wasserstein": (False, "Gromov-Wasserstein discrepancy of the weights as 1-D point clouds"),
+    "weight_bottleneck": (False, "bottleneck distance of the weight profiles' 0-dim persistence diagrams"),
+    "jacobian_frobenius": (False, "RMS over inputs of ||J_a(x) - J_b(x)||_F, input Jacobians of the outputs"),
 }
 
 
