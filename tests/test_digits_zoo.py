@@ -79,3 +79,16 @@ def test_tasks_hold_out_their_unions():
         D.ZooSpec(seeds=(0,), parent_sets=((0, 1), (2, 3)), n_train_pairs=1, n_heldout=1).tasks()
     counts = np.bincount([c for s in D.CI_PARENTS for c in s], minlength=10)
     assert (counts == 3).all()  # every digit in three parent sets
+
+
+def test_a_network_trained_in_a_group_equals_one_trained_alone():
+    data = D.load_digit_data()
+    steps = len(data.subset((0, 1))[1]) // 32
+    partner = next(c for c in D.ALL_PAIRS if c != (0, 1) and len(data.subset(c)[1]) // 32 == steps)
+    alone = D.train_group([(0, 1)], seed=5, epochs=2, lr=3e-3, batch_size=32)[0]
+    grouped = D.train_group([partner, (0, 1)], seed=5, epochs=2, lr=3e-3, batch_size=32)[1]
+    np.testing.assert_allclose(flatten_parameters(alone)[0].numpy(), flatten_parameters(grouped)[0].numpy(),
+                               atol=1e-5)
+    assert not torch.equal(flatten_parameters(alone)[0], flatten_parameters(D.initial_network(5))[0])
+    with pytest.raises(EquivtestError, match="same number of full batches"):
+        D.train_group([(0, 1), (0, 1, 2, 3)], seed=5, epochs=1, lr=3e-3, batch_size=32)

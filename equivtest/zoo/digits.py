@@ -16,8 +16,10 @@ that clips the logits of every class a network was not trained on to 0 and ties 
 so it is left out here. Initialisation Kaiming uniform (the zoo the report works with),
 biases zero.
 
-Training: Adam (lr 3e-3), batch 32, cross-entropy over all 10 logits on the training
-images of the network's class set, a fixed number of epochs, one thread. As in the
+Training: Adam (lr 3e-3), batches of 32 (full batches only, reshuffled every epoch),
+cross-entropy over all 10 logits on the training images of the network's class set, a
+fixed number of epochs, one thread; networks of one seed whose data give the same
+number of batches train together, vectorised (see :func:`train_group`). As in the
 report, the initial weights depend only on the seed: every network of one seed starts
 from the same point, whatever its classes, so networks of one seed are comparable
 weight by weight. The shuffling depends on seed and classes. Trained networks are
@@ -169,25 +171,115 @@ def _set_seed(classes) -> int:
 TRAINING = {"epochs": 30, "lr": 3e-3, "batch_size": 32}
 
 
-def digit_cnn(classes, seed: int, *, epochs: int = TRAINING["epochs"], lr: float = TRAINING["lr"],
-              batch_size: int = TRAINING["batch_size"], log: Callable[[str], None] | None = None
-              ) -> tuple[DigitCNN, dict]:
+def _config(classes, seed, epochs, lr, batch_size) -> dict:
+    return {"classes": list(classes), "seed": int(seed), "epochs": int(epochs), "lr": lr,
+            "batch_size": int(batch_size), "data": "sklearn-digits-8x8", "split": [TRAIN_SHARE, DATA_SEED],
+            "init": "kaiming_uniform", "batches": "full batches only, reshuffled each epoch", "version": 2}
+
+
+def _cache_name(classes, seed) -> str:
+    return f"digits-cnn-s{int(seed)}-c{''.join(map(str, classes))}"
+
+
+def train_group(class_sets, seed: int, *, epochs: int, lr: float, batch_size: int,
+                data: DigitData | None = None) -> list[DigitCNN]:
+    """Train one network per class set from the seed's initialisation, all at once.
+
+    Each network sees its own data exactly as if trained alone: per epoch a fresh
+    permutation of its training images (generator seeded by seed and classes), cut into
+    ``floor(n / batch_size)`` full batches (the ragged rest is left out that epoch),
+    one Adam step per batch. Networks whose class sets give the same number of batches
+    share one vectorised forward and backward pass (``torch.func.vmap`` over stacked
+    parameters; Adam is element-wise, so a stacked Adam is one Adam per network). A
+    network trained in a different group agrees up to float rounding."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    data = data or load_digit_data()
+    subsets = [data.subset(c, "train") for c in class_sets]
+    steps = {len(y) // batch_size for _, y in subsets}
+    if len(steps) != 1 or 0 in steps:
+        raise EquivtestError(f"a training group needs class sets with the same number of full batches, got {steps}")
+    n_steps = steps.pop()
+    nets = [initial_network(seed) for _ in class_sets]
+    params, buffers = stack_module_state(nets)
+    template = initial_network(seed).to("meta")
+
+    def forward(p, b, x):
+        return functional_call(template, (p, b), (x,))
+
+    gens = [torch.Generator().manual_seed(1000 * int(seed) + _set_seed(c)) for c in class_sets]
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(int(epochs)):
+            order = [torch.randperm(len(y), generator=g)[: n_steps * batch_size] for (_, y), g in zip(subsets, gens)]
+            xs = torch.stack([x[o] for (x, _), o in zip(subsets, order)])
+            ys = torch.stack([y[o] for (_, y), o in zip(subsets, order)])
+            for step in range(n_steps):
+                sl = slice(step * batch_size, (step + 1) * batch_size)
+                logits = vmap(forward)(params, buffers, xs[:, sl])
+                per_net = nn.functional.cross_entropy(logits.reshape(-1, N_CLASSES), ys[:, sl].reshape(-1),
+                                                      reduction="none").reshape(len(class_sets), -1).mean(dim=1)
+                opt.zero_grad()
+                per_net.sum().backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        for k, net in enumerate(nets):
+            for name, p in net.named_parameters():
+                p.copy_(params[name][k])
+            net.eval()
+    return nets
+
+
+class _NotCached(Exception):
+    pass
+
+
+def _cached(classes, seed, epochs, lr, batch_size, trained: DigitCNN | None = None, log=None):
+    """The cached network, or (with ``trained``) store that one; raises _NotCached when absent."""
+    from ..weights.flat import flat_index, flatten_parameters, load_flat
+
+    config = _config(classes, seed, epochs, lr, batch_size)
+
+    def store(net):
+        if trained is None:
+            raise _NotCached
+        load_flat(net, flatten_parameters(trained)[0])
+        return {**config, "test_accuracy": accuracy(net, classes), "train_accuracy": accuracy(net, classes, "train"),
+                "flat_index": flat_index(net).to_dict()}
+
+    return cached_network(_cache_name(classes, seed), config, lambda: initial_network(seed), store, log=log)
+
+
+def digit_cnns(class_sets, seed: int, *, epochs: int = TRAINING["epochs"], lr: float = TRAINING["lr"],
+               batch_size: int = TRAINING["batch_size"], log: Callable[[str], None] | None = None) -> list:
+    """``[(net, summary)]`` for each class set, from the cache or trained (in groups) and cached."""
+    class_sets = [check_classes(c) for c in class_sets]
+    found, missing = {}, []
+    for c in class_sets:
+        try:
+            found[c] = _cached(c, seed, epochs, lr, batch_size)
+        except _NotCached:
+            missing.append(c)
+    if missing:
+        data = load_digit_data()
+        groups: dict[int, list] = {}
+        for c in missing:
+            groups.setdefault(len(data.subset(c, "train")[1]) // batch_size, []).append(c)
+        for group in groups.values():
+            if log:
+                log(f"digit zoo: training {len(group)} CNNs of seed {seed} on {len(group[0])} classes together")
+            for c, net in zip(group, train_group(group, seed, epochs=epochs, lr=lr, batch_size=batch_size, data=data)):
+                found[c] = _cached(c, seed, epochs, lr, batch_size, trained=net)
+    return [found[c] for c in class_sets]
+
+
+def digit_cnn(classes, seed: int, **kwargs) -> tuple[DigitCNN, dict]:
     """The zoo's CNN for ``classes`` from the initialisation of ``seed``: trained, or loaded from the cache."""
-    from ..weights.flat import flat_index
-
-    classes = check_classes(classes)
-    config = {"classes": list(classes), "seed": int(seed), "epochs": int(epochs), "lr": lr,
-              "batch_size": int(batch_size), "data": "sklearn-digits-8x8", "split": [TRAIN_SHARE, DATA_SEED],
-              "init": "kaiming_uniform", "version": 1}
-
-    def train(net):
-        summary = train_steps(net, classes, epochs=epochs, lr=lr, batch_size=batch_size,
-                              seed=1000 * int(seed) + _set_seed(classes))
-        return {**config, **summary, "test_accuracy": accuracy(net, classes),
-                "train_accuracy": accuracy(net, classes, "train"), "flat_index": flat_index(net).to_dict()}
-
-    return cached_network(f"digits-cnn-s{int(seed)}-c{''.join(map(str, classes))}", config,
-                          lambda: initial_network(seed), train, log=log)
+    return digit_cnns([classes], seed, **kwargs)[0]
 
 
 # ------------------------------------------------------------------------------ the zoo
@@ -263,14 +355,8 @@ def build_zoo(spec: ZooSpec | str = "ci", log: Callable[[str], None] | None = No
     train, heldout = spec.tasks()
     needed = sorted({c for a, b in train + heldout for c in (a, b, tuple(sorted(a + b)))})
     zoo = Zoo(spec, train_tasks=train, heldout_tasks=heldout)
-    total = len(needed) * len(spec.seeds)
-    done = 0
     for seed in spec.seeds:
-        for classes in needed:
-            net, summary = digit_cnn(classes, seed, epochs=spec.epochs)
+        for classes, (net, summary) in zip(needed, digit_cnns(needed, seed, epochs=spec.epochs, log=log)):
             zoo.networks[(seed, classes)] = net
             zoo.summaries[(seed, classes)] = summary
-            done += 1
-            if log and done % 10 == 0:
-                log(f"digit zoo: {done}/{total} networks")
     return zoo
