@@ -24,6 +24,7 @@ class Suite:
 
 SUITES: dict[str, Suite] = {
     "1d": Suite("1d", "equivtest.experiments.one_d", "Experiment 1: 1-1-1 vs. 1-8-8-8-1 tanh MLPs on f(x) = -x^2"),
+    "merge": Suite("merge", "equivtest.experiments.merge", "Weight merging: the TransformerAE report's double-encoder merger on digit CNNs"),
 }
 
 

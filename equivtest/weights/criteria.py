@@ -28,7 +28,7 @@ MEASURES = {
     "weight_layerwise_mse": (lambda a, b, i: d.layerwise_mse(a, b, i), "a~b", "per-layer MSE summed over layers"),
     "weight_js": (lambda a, b, i: d.jensen_shannon(a, b, 64), "a~b", "nats, 64 equal-width bins over the pooled range"),
     "weight_w2": (lambda a, b, i: d.wasserstein2(a, b), "a~b", "exact, 1-D by sorting"),
-    "weight_sinkhorn_w2": (lambda a, b, i: d.sinkhorn_w2(a, b, 1e-3), "a~b", "eps = 1e-3 x mean cost"),
+    "weight_sinkhorn_w2": (lambda a, b, i: d.sinkhorn_w2(a, b, 1e-3), "a~b", "eps = 1e-3 x mean cost, <= 256 quantiles"),
     "weight_fft_l1": (lambda a, b, i: d.fft_l1(a, b), "a~b", "mean |FFT(a - b)|"),
     "weight_gromov_wasserstein": (lambda a, b, i: d.gromov_wasserstein(a, b), "a~b", "square loss, <= 256 quantiles"),
     "weight_bottleneck": (lambda a, b, i: d.bottleneck(a, b), "a~b", "H0 of sub- and superlevel sets along the index"),

@@ -26,6 +26,8 @@ are imported when first used.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._check import as_vector, paired, positive
@@ -239,7 +241,7 @@ def wasserstein2(a, b) -> float:
     return float(np.sqrt(np.sum(widths * (qx - qy) ** 2)))
 
 
-def sinkhorn_w2(a, b, reg: float = 1e-3, max_points: int = 512, num_iter: int = 10_000) -> float:
+def sinkhorn_w2(a, b, reg: float = 1e-3, max_points: int = 256, num_iter: int = 10_000) -> float:
     r"""Entropic (Sinkhorn) 2-Wasserstein distance between the weight distributions (report 4.5.5).
 
     ``P* = argmin_{P in Pi(mu, nu)} <P, C> - eps H(P)`` with ``C_ij = (x_i - y_j)^2``,
@@ -267,8 +269,19 @@ def sinkhorn_w2(a, b, reg: float = 1e-3, max_points: int = 512, num_iter: int = 
     if scale == 0.0:
         return 0.0
     mu, nu = np.full(x.size, 1.0 / x.size), np.full(y.size, 1.0 / y.size)
-    plan = ot.sinkhorn(mu, nu, cost, reg * scale, method="sinkhorn_epsilon_scaling", numItermax=int(num_iter),
-                       stopThr=1e-9)
+    with warnings.catch_warnings():
+        # epsilon scaling warns about its inner solves at intermediate eps; the final
+        # plan's marginals are checked below instead
+        warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
+        plan = ot.sinkhorn(mu, nu, cost, reg * scale, method="sinkhorn_epsilon_scaling", numItermax=int(num_iter),
+                           stopThr=1e-9)
+    # the solver stops with marginals off by up to ~5e-4 of their mass on weight vectors
+    # (measured on the digit zoo); that moves the cost by about as much, well inside the
+    # entropic bias, so only a larger miss is worth a warning
+    off = max(np.abs(plan.sum(1) - mu).max() * x.size, np.abs(plan.sum(0) - nu).max() * y.size)
+    if not off < 1e-3:
+        warnings.warn(f"Sinkhorn's plan misses its marginals by {off:.2g} (relative); raise num_iter or reg",
+                      RuntimeWarning, stacklevel=2)
     return float(np.sqrt(max(0.0, float(np.sum(plan * cost)))))
 
 
