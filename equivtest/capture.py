@@ -156,7 +156,8 @@ def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str,
     """Width (features per sample) of every leaf module's output up to ``up_to``, in run order.
 
     Used by the Whitney criterion: no layer before the chosen one may be narrower than
-    2d+1. Only leaf modules count, so containers are not listed twice.
+    2d+1. Only leaf modules count, so containers are not listed twice. A tuple output
+    counts by its first tensor (an LSTM's output sequence, not its final states).
     """
     target = resolve_layer(model, up_to)
     widths: list[tuple[str, int]] = []
@@ -164,6 +165,8 @@ def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str,
 
     def make_hook(name):
         def hook(_module, _inputs, output):
+            while isinstance(output, (tuple, list)) and output:  # an LSTM's (out, (h, c)): its output sequence
+                output = output[0]
             if isinstance(output, torch.Tensor):
                 widths.append((name, int(np.prod(output.shape[1:])) if output.ndim > 1 else 1))
             if _module is target:

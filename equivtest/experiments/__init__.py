@@ -24,7 +24,10 @@ class Suite:
 
 SUITES: dict[str, Suite] = {
     "1d": Suite("1d", "equivtest.experiments.one_d", "Experiment 1: 1-1-1 vs. 1-8-8-8-1 tanh MLPs on f(x) = -x^2"),
+    "vibration": Suite("vibration", "equivtest.experiments.vibration",
+                       "Experiment 2: LSTM vs. Conv1d + transformer on CWRU bearing windows, slices p = 25, 10, 2, 1"),
     "merge": Suite("merge", "equivtest.experiments.merge", "Weight merging: the TransformerAE report's double-encoder merger on digit CNNs"),
+    "text": Suite("text", "equivtest.experiments.text", "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both directions"),
 }
 
 

@@ -58,4 +58,11 @@ class DatasetPoints:
                 f"ask for between 1 and {len(data)}"
             )
         idx = np.sort(rng.choice(len(data), size=self.n, replace=False))
-        return data[idx]
+        points = data[idx]
+        if np.issubdtype(points.dtype, np.floating) and not np.isfinite(points).all():
+            bad = np.argwhere(~np.isfinite(points))[0]
+            raise EquivtestError(
+                f"data set item {idx[bad[0]]} holds a non-finite value ({points[tuple(bad)]} at position "
+                f"{tuple(int(i) for i in bad[1:])}); drop or repair such items before sampling from them"
+            )
+        return points
