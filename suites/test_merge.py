@@ -53,5 +53,10 @@ def test_transformation_between_predicted_and_joint_network_is_reported(outcome)
     fits = [r for r in outcome.results if r.pair.endswith("-transformation")]
     assert fits
     for r in fits:
-        for name in ("activation_mse", "agreement", "cka"):
-            assert np.isfinite(r.value(name, "a->b"))
+        for name, direction in (("activation_mse", "a->b"), ("agreement", "a->b"), ("cka", "a<->b")):
+            assert np.isfinite(r.value(name, direction))
+    if outcome.records:  # the first record carries the suite's tables
+        import json
+
+        record = json.loads(outcome.records[0].read_text())
+        assert [(t["title"], len(t["rows"])) for t in record["tables"]] == [(t.title, len(t.rows)) for t in outcome.tables]
