@@ -134,6 +134,10 @@ def test_sequence_alignment_trims_or_pads_with_the_mean():
     np.testing.assert_array_equal(padded[4:], np.repeat(seq.mean(axis=0, keepdims=True), 2, axis=0))
     nb = np.stack([seq, seq + 1])  # (M, T, f): each neighbour padded with its own mean
     np.testing.assert_array_equal(align_length(nb, 5)[1, 4], seq.mean(axis=0) + 1)
+    # resample: first and last positions meet, the rest keep their relative place
+    np.testing.assert_array_equal(align_length(seq, 2, "resample"), seq[[0, 3]])
+    np.testing.assert_array_equal(align_length(seq, 7, "resample"), seq[[0, 0, 1, 2, 2, 2, 3]])
+    np.testing.assert_array_equal(align_length(seq, 4, "resample"), seq)
 
 
 def test_random_positions_and_positions_beyond_the_length():
@@ -178,7 +182,7 @@ def test_missing_directory_and_unreachable_hub_id_are_clear_errors(tmp_path, mon
         load_model(tmp_path / "empty")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EquivtestError, match="save_pretrained"):
-        load_model("no-such-user/no-such-model-equivtest")
+        load_model("no-such-user/no-such-model-equivtest", local_files_only=True)
 
 
 def test_audio_pair_with_cross_domain_text_and_dummy_target_input():

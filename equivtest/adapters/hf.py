@@ -64,7 +64,7 @@ from ..layers import fill_unpredicted
 from ..sampling import GaussianNeighbourhood
 
 MODALITIES = ("audio", "text")
-ALIGNMENTS = ("trim", "pad")
+ALIGNMENTS = ("trim", "pad", "resample")
 TARGET_INPUTS = ("real", "dummy")
 TASKS = ("classification", "transcription")
 # model types whose hidden states run (sequence, batch, feature); all others (batch, sequence, feature)
@@ -462,9 +462,20 @@ def select_positions(length: int, positions, rng: np.random.Generator, where: st
     return index
 
 
-def align_length(seq: np.ndarray, length: int) -> np.ndarray:
-    """Trim ``seq`` (``(..., T, f)``) to ``length`` positions, or pad it with its per-feature mean over positions."""
+def align_length(seq: np.ndarray, length: int, mode: str = "trim") -> np.ndarray:
+    """``seq`` (``(..., T, f)``) brought to ``length`` positions.
+
+    ``"trim"``/``"pad"`` (the thesis): cut the end off, or append the per-feature mean over
+    positions. ``"resample"``: position j takes the nearest of the proportional positions
+    ``j (T - 1) / (length - 1)``, so the first and last positions meet (e.g. [CLS] ... [SEP]
+    against ... <sep> <cls>) and the ones between keep their relative place.
+    """
     t = seq.shape[-2]
+    if mode == "resample":
+        if t == length:
+            return seq
+        index = np.rint(np.linspace(0, t - 1, length)).astype(int) if length > 1 else np.array([t - 1])
+        return seq[..., index, :]
     if t >= length:
         return seq[..., :length, :]
     mean = seq.mean(axis=-2, keepdims=True)
@@ -540,13 +551,17 @@ class HFFitted:
         for i in range(len(xs)):
             pred = predicted[bounds[i] : bounds[i + 1]]
             true = tgt.sequences(xt[i][None])[0].numpy()
-            common = min(len(pred), len(true))
-            sq_err += float(np.sum((pred[:common] - true[:common]) ** 2))
-            n_err += common * true.shape[1]
+            if self.sampler.align == "resample":
+                sq_err += float(np.sum((align_length(pred, len(true), "resample") - true) ** 2))
+                n_err += true.size
+            else:
+                common = min(len(pred), len(true))
+                sq_err += float(np.sum((pred[:common] - true[:common]) ** 2))
+                n_err += common * true.shape[1]
 
             def replace(seq, pred=pred):
                 t, f_all = seq.shape[1], seq.shape[2]
-                rows = align_length(pred, t)
+                rows = align_length(pred, t, "resample" if self.sampler.align == "resample" else "trim")
                 full = fill_unpredicted(rows, tgt.feature_index(f_all), f_all, tgt.layer)
                 return torch.as_tensor(full[None], dtype=seq.dtype, device=seq.device)
 
@@ -627,8 +642,8 @@ def fit_hf(pair: HFPair, samples: Sequence, config: FitConfig | None = None, sam
         if len(seqs) < 2:
             continue
         (sa, na), (sb, nb) = seqs["a"], seqs["b"]
-        length = min(len(sa), len(sb)) if sampling.align == "trim" else max(len(sa), len(sb))
-        sa, na, sb, nb = (align_length(s, length) for s in (sa, na, sb, nb))
+        length = max(len(sa), len(sb)) if sampling.align == "pad" else min(len(sa), len(sb))
+        sa, na, sb, nb = (align_length(s, length, sampling.align) for s in (sa, na, sb, nb))
         pos = select_positions(length, sampling.positions, rng, f"sample {i} (aligned length {length})")
         for side, s, n in (("a", sa, na), ("b", sb, nb)):
             rows[side][0].append(s[pos])
