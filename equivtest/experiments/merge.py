@@ -154,7 +154,7 @@ def run(*, profile: str = "ci", report_dir: str | Path | None = "reports", stage
         u = union(a, b)
         say(f"held-out {k + 1}/{len(heldout)}: seed {seed}, {_label(a)} + {_label(b)}")
         task_seed = 7919 * (seed + 1) + int(_label(u))
-        pa, pb, joint_vec = zoo.vector(seed, a), zoo.vector(seed, b), zoo.vector(seed, u)
+        pa, pb = zoo.vector(seed, a), zoo.vector(seed, b)
         predicted_vec = predict(model, pa, pb)
         averaged_vec = 0.5 * (pa + pb)
         nets = {
