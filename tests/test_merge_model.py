@@ -63,3 +63,22 @@ def test_training_learns_a_merge_rule(index):
     assert history[-1] < 0.7 * history[0]
     with pytest.raises(WeightSpaceError, match="three"):
         train_merger(w1, w2[:3], target, index, cfg)
+
+
+def test_the_merger_is_cached_and_reproducible(index, tmp_path, monkeypatch):
+    from equivtest.weights.merger import cached_merger
+
+    monkeypatch.setenv("EQUIVTEST_CACHE", str(tmp_path))
+    gen = torch.Generator().manual_seed(1)
+    w1, w2 = torch.randn(6, index.size, generator=gen), torch.randn(6, index.size, generator=gen)
+    target = 0.5 * (w1 + w2)
+    cfg = MergerConfig(d_model=16, d_ff=32, neck=8, n_layers=1, epochs=3, batch_size=4)
+    trained, info = cached_merger(w1, w2, target, index, cfg)
+    direct, _ = train_merger(w1, w2, target, index, cfg)
+    loaded, info2 = cached_merger(w1, w2, target, index, cfg)
+    assert len(list((tmp_path / "zoo").glob("merge-merger-*.safetensors"))) == 1
+    assert info2["loss_history"] == info["loss_history"]
+    for model in (direct, loaded):
+        assert torch.equal(predict(model, w1, w2), predict(trained, w1, w2))
+    other, _ = cached_merger(w1, w2, target + 1.0, index, cfg)  # other triples: another entry
+    assert len(list((tmp_path / "zoo").glob("merge-merger-*.safetensors"))) == 2

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..criteria import EquivalenceResult, criterion
 from ..report.tables import ResultTable
-from ..weights.merger import MergerConfig, predict, train_merger
+from ..weights.merger import MergerConfig, cached_merger, predict
 from ..zoo.digits import PROFILES as ZOO_PROFILES
 from ..zoo.digits import ZooSpec, accuracy, build_zoo, initial_network, load_digit_data, train_steps
 from .outcome import ExperimentOutcome
@@ -127,11 +127,11 @@ def run(*, profile: str = "ci", report_dir: str | Path | None = "reports", stage
     train = zoo.triples(zoo.train_tasks)
     say(f"merger: training on {len(train)} triples")
     triples = stacked(train)
-    model, merger_info = train_merger(*triples, index, prof.merger, stage=say)
+    model, merger_info = cached_merger(*triples, index, prof.merger, stage=say)
     direct = None
     if prof.no_skip_too:
         say("merger without skip (the report's direct prediction)")
-        direct, _ = train_merger(*triples, index, replace(prof.merger, skip=False), stage=say)
+        direct, _ = cached_merger(*triples, index, replace(prof.merger, skip=False), stage=say)
     timings["merger_s"] = time.perf_counter() - t1
 
     accuracy_table = ResultTable(

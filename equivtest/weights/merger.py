@@ -196,18 +196,27 @@ def layerwise_loss(pred: torch.Tensor, target: torch.Tensor, index: FlatIndex, s
     return sum(err[:, lo:hi].mean() for lo, hi in index.layers().values())
 
 
+def new_merger(target: torch.Tensor, index: FlatIndex, cfg: MergerConfig) -> TransformerMerger:
+    """An untrained merger whose layer scales come from the training targets (seeded by ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    return TransformerMerger(index, cfg, layer_scales(target, index)[0])
+
+
 def train_merger(w1: torch.Tensor, w2: torch.Tensor, target: torch.Tensor, index: FlatIndex,
-                 cfg: MergerConfig = MergerConfig(), stage=None) -> tuple[TransformerMerger, dict]:
-    """Train on triples ``(w1[i], w2[i]) -> target[i]`` (float tensors (B, P)); one thread, deterministic."""
+                 cfg: MergerConfig = MergerConfig(), stage=None,
+                 model: TransformerMerger | None = None) -> tuple[TransformerMerger, dict]:
+    """Train on triples ``(w1[i], w2[i]) -> target[i]`` (float tensors (B, P)); one thread, deterministic.
+
+    ``model`` (from :func:`new_merger`) is trained in place; by default a new one."""
     if not (w1.shape == w2.shape == target.shape) or w1.ndim != 2 or w1.shape[1] != index.size:
         raise WeightSpaceError(f"triples must be three (B, {index.size}) tensors, got "
                                f"{tuple(w1.shape)}, {tuple(w2.shape)}, {tuple(target.shape)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(cfg.seed)
-        scales, per_layer = layer_scales(target, index)
-        model = TransformerMerger(index, cfg, scales)
+        per_layer = layer_scales(target, index)[1]
+        if model is None:
+            model = new_merger(target, index, cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -242,3 +251,24 @@ def predict(model: TransformerMerger, w1: torch.Tensor, w2: torch.Tensor) -> tor
     with torch.no_grad():
         out = model(w1.reshape(1, -1) if single else w1, w2.reshape(1, -1) if single else w2)
     return out[0] if single else out
+
+
+def cached_merger(w1: torch.Tensor, w2: torch.Tensor, target: torch.Tensor, index: FlatIndex,
+                  cfg: MergerConfig = MergerConfig(), stage=None) -> tuple[TransformerMerger, dict]:
+    """:func:`train_merger`, cached like the zoo (safetensors + JSON in ``$EQUIVTEST_CACHE``),
+    keyed by the configuration and a SHA-256 of the training triples themselves."""
+    import hashlib
+    import json
+
+    from ..zoo.cache import cached_network
+
+    digest = hashlib.sha256()
+    for t in (w1, w2, target):
+        digest.update(t.detach().float().contiguous().numpy().tobytes())
+    digest.update(json.dumps(index.to_dict(), sort_keys=True).encode())
+    config = {"merger": asdict(cfg), "triples_sha256": digest.hexdigest(), "n_triples": len(target), "version": 1}
+
+    def train(model):
+        return train_merger(w1, w2, target, index, cfg, stage=stage, model=model)[1]
+
+    return cached_network("merge-merger", config, lambda: new_merger(target, index, cfg), train, log=stage)
