@@ -179,6 +179,22 @@ class FittedPair:
         return out
 
 
+def _throttled_progress(stage: Stage | None, label: str, every_s: float = 2.0):
+    """A capture progress callback that reports through ``stage`` at most every ``every_s``
+    seconds (and at the end), so long captures show movement without flooding a log."""
+    if stage is None:
+        return None
+    last = [time.perf_counter()]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done >= total or now - last[0] >= every_s:
+            last[0] = now
+            stage(f"{label}: {done:,}/{total:,} inputs")
+
+    return progress
+
+
 def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
     """Draw samples, capture both networks, fit the transformation in both directions."""
     config = config or FitConfig()
@@ -195,7 +211,8 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
         t = time.perf_counter()
         mapped = samples if side == "a" or pair.domain_map is None else samples.mapped(pair.domain_map)
         activations[side] = capture_neighbourhoods(
-            pair.network(side), mapped.samples, mapped.neighbourhoods, pair.layer(side), batch_size=config.batch_size
+            pair.network(side), mapped.samples, mapped.neighbourhoods, pair.layer(side), batch_size=config.batch_size,
+            progress=_throttled_progress(stage, f"capturing {pair.names[0 if side == 'a' else 1]}"),
         )
         timings[f"capture_{side}_s"] = time.perf_counter() - t
     if stage:
