@@ -42,6 +42,10 @@ class _Checked:
     def __len__(self) -> int:
         return len(self.neighbourhoods)
 
+    @property
+    def shape(self):
+        return getattr(self.neighbourhoods, "shape", None)
+
     def __getitem__(self, rows: slice) -> np.ndarray:
         return as_finite_float64(self.neighbourhoods[rows], f"neighbourhood activations of network {self.label}", ndim=3)
 

@@ -493,3 +493,20 @@ def test_eigensolver_non_convergence_gives_a_clear_error(monkeypatch):
     factors = precision_factors(neighbourhood_covariances(nb))
     with pytest.raises(FitConfigError, match="did not converge for 30 samples.*Raise epsilon"):
         dmaps.diffusion_coordinates(x, factors, 4, epsilon=0.5)
+
+
+def test_precision_factors_chunk_by_bytes_and_match_the_whole(monkeypatch):
+    # Large neighbourhoods are converted to float64 a few at a time (bounded bytes),
+    # with the same factors as in one go.
+    from equivtest.geometry import covariance
+
+    rng = np.random.default_rng(3)
+    nb = rng.normal(size=(9, 40, 5)) @ rng.normal(size=(5, 5))
+    whole = covariance.precision_factors(covariance.neighbourhood_covariances(nb))
+    seen = []
+    real = covariance.neighbourhood_covariances
+    monkeypatch.setattr(covariance, "neighbourhood_covariances", lambda x: seen.append(len(x)) or real(x))
+    monkeypatch.setattr(covariance, "CHUNK_BYTES", 8 * 40 * 5 * 2)  # two neighbourhoods per chunk
+    chunked = covariance.neighbourhood_precision_factors(nb)
+    assert seen == [2, 2, 2, 2, 1]
+    np.testing.assert_allclose(chunked @ chunked.transpose(0, 2, 1), whole @ whole.transpose(0, 2, 1), rtol=1e-10, atol=1e-12)

@@ -60,8 +60,15 @@ def pseudo_inverses(factors: np.ndarray) -> np.ndarray:
     return np.matmul(factors, factors.transpose(0, 2, 1))
 
 
+CHUNK_BYTES = 512 * 2**20  # float64 neighbourhood activations converted at a time
+
+
 def neighbourhood_precision_factors(neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096) -> np.ndarray:
     """Covariances and truncated precision factors, ``chunk`` samples at a time.
+
+    ``chunk`` shrinks so that one chunk's activations take at most ``CHUNK_BYTES`` in
+    float64: 2,600 neighbourhoods of 1024 x 400 values (the vibration suite's full
+    profile) would otherwise be converted whole, 8.5 GB on top of the capture.
 
     Same result as ``precision_factors(neighbourhood_covariances(nb), rcond)``, but the
     ``(N, F, F)`` covariances never exist at once, and ``neighbourhood_activations`` may
@@ -72,6 +79,9 @@ def neighbourhood_precision_factors(neighbourhood_activations, rcond: float = DE
     n = len(neighbourhood_activations)
     if n == 0:
         raise FitConfigError("no neighbourhoods given; capture at least one sample")
+    shape = getattr(neighbourhood_activations, "shape", None)
+    if shape is not None and len(shape) == 3:
+        chunk = max(1, min(int(chunk), CHUNK_BYTES // (8 * int(shape[1]) * int(shape[2]) or 1)))
     parts, rank = [], 0
     for start in range(0, n, int(chunk)):
         factors = precision_factors(neighbourhood_covariances(neighbourhood_activations[start : start + int(chunk)]), rcond)
