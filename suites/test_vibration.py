@@ -36,9 +36,11 @@ def test_the_untouched_networks_score_what_their_training_recorded(outcome):
     from equivtest.zoo.vibration import vibration_networks
 
     _, _, info = vibration_networks()
+    n_test = len(info["splits"].test.y)
     for target in ("lstm", "transformer"):
         own = _rows(outcome, target)[f"{target} (own)"]["accuracy"]
-        assert own == pytest.approx(info["networks"][target]["test_accuracy"], abs=1e-9)
+        # the training record holds a float32 mean: compare counts of correct windows
+        assert round(own * n_test) == round(info["networks"][target]["test_accuracy"] * n_test)
 
 
 def test_accuracy_drop_criteria_equal_the_tables(outcome):
