@@ -75,13 +75,18 @@ def capture(
     batch_size: int = 8192,
     stop_early: bool = True,
     progress: Progress | None = None,
-) -> np.ndarray:
+    place: "Callable[[int, int, torch.Tensor], None] | None" = None,
+) -> np.ndarray | None:
     """Run ``inputs`` through ``model`` in batches and return the layer's activations.
 
     Returns a float64 array of shape ``(len(inputs) * slices, n_features)``: each output
     becomes rows as ``layer`` says (flattened per input, or a sequence cut into slices;
     see :class:`LayerSpec`). Inputs go to the model's own device and dtype. The hook is
     removed even when the forward pass raises.
+
+    ``place(first_input, n_inputs, rows)``, if given, receives each batch's rows instead
+    (``rows`` holds ``n_inputs`` inputs' rows, input by input) and nothing is returned:
+    callers that lay rows out differently write them once, straight into their own arrays.
     """
     spec = LayerSpec.of(layer)
     module = resolve_layer(model, spec.path)
@@ -89,7 +94,16 @@ def capture(
         raise EquivtestError(f"batch_size must be a positive integer, got {batch_size}")
     x, device = as_model_input(model, inputs), model_device(model)
     n = x.shape[0]
-    recorded: list[torch.Tensor] = []
+    recorded: list[np.ndarray] = []  # the filled output, a one-element list once allocated
+    batches = {"count": 0, "start": 0, "expected": 1}
+
+    def keep(start: int, count: int, rows: torch.Tensor) -> None:
+        if not recorded:  # rows per input are known from the first batch
+            recorded.append(np.empty((n * (rows.shape[0] // count), rows.shape[1]), dtype=np.float64))
+        per = rows.shape[0] // count
+        recorded[0][start * per : (start + count) * per] = rows.numpy()
+
+    sink = place or keep
     # With early stop a layer that runs twice per pass would silently give its first
     # output; one full pass on one sample first counts how often it runs.
     probe = {"on": bool(stop_early) and n > 0, "runs": 0}
@@ -98,7 +112,11 @@ def capture(
         if probe["on"]:
             probe["runs"] += 1
             return
-        recorded.append(spec.to_rows(output).detach().to("cpu", torch.float64))
+        batches["count"] += 1
+        if batches["count"] != batches["expected"]:
+            return  # a second run in the same pass: counted, refused after the loop
+        rows = spec.to_rows(output).detach().to("cpu", torch.float64)
+        sink(batches["start"], min(int(batch_size), n - batches["start"]), rows)
         if stop_early:
             raise _StopForward
 
@@ -114,6 +132,7 @@ def capture(
                         "capture needs a layer that runs exactly once per forward pass"
                     )
             for start in range(0, n, int(batch_size)):
+                batches["start"], batches["expected"] = start, start // int(batch_size) + 1
                 batch = x[start : start + int(batch_size)].to(device)
                 try:
                     model(batch)
@@ -123,12 +142,14 @@ def capture(
                     progress(min(start + int(batch_size), n), n)
     finally:
         handle.remove()
-    if len(recorded) != -(-n // int(batch_size)):
+    if batches["count"] != -(-n // int(batch_size)):
         raise ActivationError(
-            f"layer {spec.path!r} ran {len(recorded)} times for {-(-n // int(batch_size))} batches; "
+            f"layer {spec.path!r} ran {batches['count']} times for {-(-n // int(batch_size))} batches; "
             "capture needs a layer that runs exactly once per forward pass"
         )
-    return torch.cat(recorded).numpy()
+    if place is not None:
+        return None
+    return recorded[0] if recorded else np.empty((0, 0))
 
 
 def capture_neighbourhoods(
@@ -146,10 +167,27 @@ def capture_neighbourhoods(
     """
     n, m = neighbourhoods.shape[:2]
     flat = np.concatenate([samples, neighbourhoods.reshape(n * m, *neighbourhoods.shape[2:])])
-    acts = capture(model, flat, layer, **kwargs)
-    stride = len(acts) // (n + n * m)
-    nb = acts[n * stride :].reshape(n, m, stride, -1).transpose(0, 2, 1, 3).reshape(n * stride, m, -1)
-    return acts[: n * stride], nb
+    out = {}
+
+    def place(start: int, count: int, rows: torch.Tensor) -> None:
+        # Rows go straight to their final place (no full-size copy for the reordering):
+        # input k < n is sample k; input n + i*m + j is neighbour j of sample i.
+        stride = rows.shape[0] // count
+        if not out:
+            out["samples"] = np.empty((n * stride, rows.shape[1]))
+            out["nb"] = np.empty((n * stride, m, rows.shape[1]))
+            out["stride"] = stride
+        rows = rows.numpy().reshape(count, stride, -1)
+        k = np.arange(start, start + count)
+        own = k < n
+        if own.any():
+            out["samples"][k[own, None] * stride + np.arange(stride)] = rows[own]
+        if (~own).any():
+            i, j = np.divmod(k[~own] - n, m)
+            out["nb"][i[:, None] * stride + np.arange(stride), j[:, None]] = rows[~own]
+
+    capture(model, flat, layer, place=place, **kwargs)
+    return out["samples"], out["nb"]
 
 
 def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str, int]]:
