@@ -4,7 +4,6 @@ One run of the CI profile (every slice length, both directions) is shared by the
 below; ``equivtest run vibration --profile full`` runs the thesis's sizes.
 """
 
-import numpy as np
 import pytest
 
 from equivtest.experiments import vibration
