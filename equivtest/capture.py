@@ -176,7 +176,6 @@ def capture_neighbourhoods(
         if not out:
             out["samples"] = np.empty((n * stride, rows.shape[1]))
             out["nb"] = np.empty((n * stride, m, rows.shape[1]))
-            out["stride"] = stride
         rows = rows.numpy().reshape(count, stride, -1)
         k = np.arange(start, start + count)
         own = k < n

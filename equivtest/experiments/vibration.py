@@ -144,7 +144,6 @@ def run(
     lstm, transformer, info = networks(log=stage)
     splits = info["splits"]
     test_x, test_y = splits.test
-    labels = {"lstm": test_y, "transformer": test_y}
     rows: dict[str, list] = {"lstm": [], "transformer": []}
     results, records, timings = [], [], {"networks_s": time.perf_counter() - t0}
     per_fit = []
@@ -163,8 +162,8 @@ def run(
             side, direction = ("a", "b->a") if target == NAMES[0] else ("b", "a->b")
             own = fitted.test_outputs[side].argmax(axis=1)
             stitched = fitted.test_stitched[direction].argmax(axis=1)
-            own_scores = classification_scores(own, labels[target])
-            scores = {**classification_scores(stitched, labels[target]), "agreement": float(np.mean(stitched == own))}
+            own_scores = classification_scores(own, test_y)
+            scores = {**classification_scores(stitched, test_y), "agreement": float(np.mean(stitched == own))}
             if not rows[target]:
                 rows[target].append(("own", own_scores))
             rows[target].append((p, scores))
