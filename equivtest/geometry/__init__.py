@@ -5,7 +5,6 @@ from .dmaps import DiffusionCoordinates, MahalanobisDmapKernel, diffusion_coordi
 from .kernel import (
     gaussian_kernel,
     mahalanobis_sq_dense,
-    mahalanobis_sq_dense_torch,
     mahalanobis_sq_knn,
     median_knn_epsilon,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "diffusion_coordinates",
     "gaussian_kernel",
     "mahalanobis_sq_dense",
-    "mahalanobis_sq_dense_torch",
     "mahalanobis_sq_knn",
     "median_knn_epsilon",
     "neighbourhood_covariances",

