@@ -510,3 +510,19 @@ def test_precision_factors_chunk_by_bytes_and_match_the_whole(monkeypatch):
     chunked = covariance.neighbourhood_precision_factors(nb)
     assert seen == [2, 2, 2, 2, 1]
     np.testing.assert_allclose(chunked @ chunked.transpose(0, 2, 1), whole @ whole.transpose(0, 2, 1), rtol=1e-10, atol=1e-12)
+
+
+def test_read_only_inputs_are_read_without_warnings():
+    # memmapped or frozen activations reach torch without a copy and without torch's
+    # "not writable" warning (the geometry only reads its inputs)
+    x, nb = gaussian_cloud(4, 12, 3, 10)
+    x.flags.writeable = False
+    nb.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        factors = precision_factors(neighbourhood_covariances(nb))
+        factors.flags.writeable = False
+        d2 = mahalanobis_sq_dense(x, factors)
+        d2.flags.writeable = False
+        kernel = gaussian_kernel(d2, median_knn_epsilon(d2, 3))
+    np.testing.assert_allclose(np.diag(kernel), 1.0)

@@ -10,6 +10,7 @@ import torch
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
+from ._tensors import as_tensor
 
 DEFAULT_RCOND = 1e-6
 
@@ -29,7 +30,7 @@ def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
     # Blocks of about 1 MB stay in cache through the three passes (shift, centre,
     # product); whole-stack temporaries made this 4x slower (measured at 2,000 x 100 x 24).
     block = max(1, _COV_BLOCK_BYTES // (8 * m * f))
-    stack = torch.from_numpy(nb)
+    stack = as_tensor(nb)
     out = torch.empty((n, f, f), dtype=torch.float64)
     for start in range(0, n, block):
         part = stack[start : start + block]

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
+import torch
 from scipy.spatial import cKDTree
 
 from .._validation import as_finite_float64
 from ..errors import ActivationError, FitConfigError
+from ._tensors import as_tensor
 
 _BLOCK_BYTES = 128 * 2**20  # per block on an accelerator
 _CACHE_BLOCK_BYTES = 4 * 2**20  # per block on the CPU: about a core's L2 plus a share of L3
@@ -40,17 +42,15 @@ def mahalanobis_sq_dense(samples, factors, device=None) -> np.ndarray:
     the CPU when ``None``). One GEMM per block of samples gives the whitened
     differences directly: with each factor row augmented by ``-L_i^T x_i`` and each
     sample by a constant 1, ``[L_i^T, -L_i^T x_i] [x_j; 1] = L_i^T (x_j - x_i)``, so
-    no pass over memory subtracts them afterwards. The block is sized to stay in the
-    CPU's cache while it is squared and summed, which is where the time goes
-    (memory, not arithmetic: ``N^2 r`` values per kernel).
+    no pass over memory subtracts them afterwards. On the CPU the block is sized to
+    stay in cache while it is squared and summed: whole-matrix intermediates of
+    ``N^2 r`` values made memory traffic cost as much as the GEMM itself.
     """
-    import torch
-
     x, factors = _check(samples, factors)
     dev = torch.device("cpu" if device is None else device)
     n, f, r = factors.shape
-    xt = torch.as_tensor(x, device=dev)
-    lt = torch.as_tensor(factors, device=dev).transpose(1, 2)  # (N, r, F)
+    xt = as_tensor(x, device=dev)
+    lt = as_tensor(factors, device=dev).transpose(1, 2)  # (N, r, F)
     own = torch.einsum("nrf,nf->nr", lt, xt)  # L_i^T x_i
     rows = torch.cat([lt, -own[:, :, None]], dim=2).reshape(n * r, f + 1)
     cols = torch.cat([xt, torch.ones((n, 1), dtype=xt.dtype, device=dev)], dim=1).T.contiguous()
@@ -150,15 +150,11 @@ def gaussian_kernel(d2, epsilon: float):
         out = d2.tocsr(copy=True)
         out.data = np.exp(-out.data / epsilon)
         return out
-    import torch
-
     # torch's exp is vectorised and threaded; NumPy's takes 2x as long on N^2 values.
-    return (torch.as_tensor(np.asarray(d2, dtype=np.float64)) / -epsilon).exp_().numpy()
+    return (as_tensor(np.asarray(d2, dtype=np.float64)) / -epsilon).exp_().numpy()
 
 
 def _kth_smallest_per_row(d2: np.ndarray, k: int) -> np.ndarray:
     """Row-wise ``np.partition(d2, k, axis=1)[:, k]`` (0-based k), by a threaded top-k."""
-    import torch
-
-    smallest = torch.topk(torch.as_tensor(np.asarray(d2, dtype=np.float64)), k + 1, dim=1, largest=False).values
+    smallest = torch.topk(as_tensor(np.asarray(d2, dtype=np.float64)), k + 1, dim=1, largest=False).values
     return smallest[:, k].numpy()
