@@ -1,0 +1,229 @@
+"""One transformers network: the layer to read, its inputs, its forward passes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ...capture import eval_mode, model_device, model_dtype
+from ...errors import ActivationError, EquivtestError
+from .loading import StopForward, load_model, load_tokenizer, module_path, pick_output, put_output, resolve_module
+
+MODALITIES = ("audio", "text")
+# model types whose hidden states run (sequence, batch, feature); all others (batch, sequence, feature)
+SEQUENCE_FIRST = {"xlnet"}
+
+
+def equidistant(n_features: int, count: int) -> np.ndarray:
+    """``count`` equidistant indices out of ``n_features`` (24 of 768: 0, 32, ..., 736)."""
+    if not 1 <= int(count) <= int(n_features):
+        raise EquivtestError(f"cannot select {count} equidistant features out of {n_features}; "
+                             f"ask for between 1 and {n_features}")
+    return np.floor(np.arange(int(count)) * n_features / int(count)).astype(int)
+
+@dataclass
+class HFNetwork:
+    """A transformers model, the layer to read and how its inputs look (see the module doc).
+
+    ``predict(model, kwargs)`` turns one forward pass on a batch of one into the network's
+    answer (a label, a transcript); the default is the arg-max of ``logits``.
+    ``extra_inputs(batch_size)`` adds keyword arguments every forward pass needs (e.g.
+    ``decoder_input_ids`` of an encoder-decoder). ``model`` and ``tokenizer`` may be a hub id
+    or a local directory; a text model given that way loads its tokenizer from the same place.
+    """
+
+    model: Any
+    layer: str
+    modality: str
+    features: int | Sequence[int] | None = None
+    output: int | str | None = None
+    tokenizer: Any = None
+    embedding: str | None = None
+    predict: Callable | None = None
+    extra_inputs: Callable[[int], dict] | None = None
+    input_name: str | None = None
+    dummy_token_id: int = 0
+    name: str | None = None
+    model_class: Any = None
+    sequence_first: bool | None = None
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise EquivtestError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        source = self.model
+        self.model = load_model(self.model, self.model_class)
+        self.model.eval()
+        self.name = self.name or type(self.model).__name__
+        self._layer = resolve_module(self.model, self.layer, "layer")
+        if self.modality == "text":
+            if self.tokenizer is None and isinstance(source, (str, os.PathLike)):
+                self.tokenizer = source
+            if isinstance(self.tokenizer, (str, os.PathLike)):
+                self.tokenizer = load_tokenizer(self.tokenizer)
+            if self.tokenizer is None:
+                raise EquivtestError(f"text network {self.name!r} needs tokenizer= (a callable text -> token ids, "
+                                     "or a directory with a saved tokenizer)")
+            if self.embedding is None:
+                self.embedding = module_path(self.model, self.model.get_input_embeddings())
+            self._embedding = resolve_module(self.model, self.embedding, "embedding layer")
+        self.input_name = self.input_name or ("input_values" if self.modality == "audio" else "input_ids")
+        if self.sequence_first is None:
+            self.sequence_first = getattr(getattr(self.model, "config", None), "model_type", None) in SEQUENCE_FIRST
+        self._index = None
+
+    # -- inputs ------------------------------------------------------------------------
+    def encode(self, sample, where: str = "sample") -> torch.Tensor:
+        """One sample as a 1-d tensor: a waveform (float) or token ids (long)."""
+        if self.modality == "audio":
+            x = np.asarray(sample, dtype=np.float32)
+            if x.ndim != 1:
+                raise EquivtestError(f"{where}: an audio sample is a 1-d waveform, got shape {x.shape}")
+            if x.size == 0:
+                raise EquivtestError(f"{where}: audio of zero length; every audio sample needs at least one value "
+                                     "(and in practice enough for the network's feature encoder)")
+            if not np.all(np.isfinite(x)):
+                raise EquivtestError(f"{where}: the waveform contains NaN or inf values")
+            return torch.from_numpy(x)
+        if not isinstance(sample, str):
+            raise EquivtestError(f"{where}: a text sample is a str, got {type(sample).__name__}")
+        if not sample.strip():
+            raise EquivtestError(f"{where}: empty text; every text sample needs at least one word")
+        out = self.tokenizer(sample)
+        ids = out if isinstance(out, (list, tuple, np.ndarray, torch.Tensor)) else out["input_ids"]
+        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long).reshape(-1)
+        if ids.numel() == 0:
+            raise EquivtestError(f"{where}: the tokenizer gave no tokens for {sample!r}")
+        return ids
+
+    def dummy(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x) if self.modality == "audio" else torch.full_like(x, int(self.dummy_token_id))
+
+    def kwargs(self, x: torch.Tensor) -> dict:
+        """Keyword arguments of a forward pass on a batch ``x`` of equal-length inputs."""
+        if x.is_floating_point():
+            x = x.to(model_dtype(self.model))
+        kw = {self.input_name: x.to(model_device(self.model))}
+        if self.extra_inputs is not None:
+            kw.update(self.extra_inputs(int(x.shape[0])))
+        return kw
+
+    # -- layouts -----------------------------------------------------------------------
+    def _bsf(self, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim != 3:
+            raise ActivationError(f"layer {self.layer!r} gave a {t.ndim}-d output {tuple(t.shape)}; a sequence "
+                                  "layer must give (batch, sequence, feature) or (sequence, batch, feature)")
+        return t.transpose(0, 1) if self.sequence_first else t
+
+    def _native(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1) if self.sequence_first else t
+
+    def feature_index(self, n_features: int) -> np.ndarray:
+        if self._index is None or self._n_all != n_features:
+            if self.features is None:
+                index = np.arange(n_features)
+            elif isinstance(self.features, (int, np.integer)):
+                index = equidistant(n_features, int(self.features))
+            else:
+                index = np.asarray(self.features, dtype=int)
+                if index.size == 0 or index.min() < 0 or index.max() >= n_features:
+                    raise EquivtestError(f"features {index.tolist()} of layer {self.layer!r} must lie in 0..{n_features - 1}")
+            self._index, self._n_all = index, n_features
+        return self._index
+
+    # -- forward passes ----------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embedding layer's output for a batch of token ids, in (batch, sequence, feature) order."""
+        box = {}
+
+        def hook(_m, _i, out):
+            box["emb"] = pick_output(out, 0, self.embedding).detach()
+            raise StopForward
+
+        handle = self._embedding.register_forward_hook(hook)
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                try:
+                    self.model(**self.kwargs(ids))
+                except StopForward:
+                    pass
+        finally:
+            handle.remove()
+        if "emb" not in box:
+            raise ActivationError(f"embedding layer {self.embedding!r} did not run in a forward pass")
+        return self._bsf(box["emb"]) if box["emb"].ndim == 3 else box["emb"]
+
+    def sequences(self, x: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Selected features of the layer for a batch of equal-length inputs: ``(B, T, f)`` float64.
+
+        ``embeddings`` (``(B, T, E)``), if given, replace the embedding layer's output.
+        """
+        box = {}
+
+        def layer_hook(_m, _i, out):
+            seq = self._bsf(pick_output(out, self.output, self.layer))
+            box["seq"] = seq[..., self.feature_index(seq.shape[-1])].detach().to("cpu", torch.float64)
+            raise StopForward
+
+        handles = [self._layer.register_forward_hook(layer_hook)]
+        if embeddings is not None:
+            def emb_hook(_m, _i, out):
+                new = self._native(embeddings.to(model_device(self.model), pick_output(out, 0, self.embedding).dtype))
+                return put_output(out, 0, new)
+            handles.append(self._embedding.register_forward_hook(emb_hook))
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                try:
+                    self.model(**self.kwargs(x))
+                except StopForward:
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+        if "seq" not in box:
+            raise ActivationError(f"layer {self.layer!r} did not run in a forward pass of {self.name}")
+        return box["seq"]
+
+    def answer(self, x: torch.Tensor, replace: Callable | None = None):
+        """The network's prediction for one input (batch of one); ``replace(tensor_bsf) -> tensor_bsf``
+        rewrites the layer's output on the way (the stitched network)."""
+        handle = None
+        if replace is not None:
+            def hook(_m, _i, out):
+                seq = self._bsf(pick_output(out, self.output, self.layer))
+                return put_output(out, self.output, self._native(replace(seq)))
+            handle = self._layer.register_forward_hook(hook)
+        try:
+            with eval_mode(self.model), torch.no_grad():
+                kw = self.kwargs(x[None])
+                if self.predict is not None:
+                    return self.predict(self.model, kw)
+                return int(self.model(**kw).logits.argmax(-1)[0])
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def describe(self) -> dict:
+        index = None if self._index is None else self._index.tolist()
+        return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
+                "modality": self.modality, "features": index, "embedding": self.embedding,
+                "sequence_first": self.sequence_first}
+
+
+def ctc_greedy(vocabulary: Sequence[str], blank: int = 0, word_delimiter: str = "|") -> Callable:
+    """``predict`` for a CTC model: arg-max per frame, repeats merged, blanks dropped."""
+    vocab = list(vocabulary)
+
+    def predict(model, kwargs) -> str:
+        ids = model(**kwargs).logits.argmax(-1)[0].tolist()
+        out, previous = [], None
+        for i in ids:
+            if i != previous and i != blank:
+                out.append(vocab[i])
+            previous = i
+        return " ".join("".join(out).replace(word_delimiter, " ").split())
+
+    return predict
