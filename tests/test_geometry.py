@@ -526,3 +526,26 @@ def test_read_only_inputs_are_read_without_warnings():
         d2.flags.writeable = False
         kernel = gaussian_kernel(d2, median_knn_epsilon(d2, 3))
     np.testing.assert_allclose(np.diag(kernel), 1.0)
+
+
+def test_row_parallel_loops_cover_every_row_once_and_restore_torch_threads():
+    import torch
+
+    from equivtest.geometry._parallel import over_row_ranges, usable_workers
+
+    threads = torch.get_num_threads()
+    seen = np.zeros(1001, dtype=int)
+
+    def mark(start, stop):
+        assert torch.get_num_threads() == 1  # no OpenMP barriers inside the loop
+        seen[start:stop] += 1
+        return stop - start
+
+    assert sum(over_row_ranges(mark, 1001, min_rows_per_worker=10)) == 1001
+    assert (seen == 1).all()
+    assert torch.get_num_threads() == threads
+    torch.set_num_threads(1)
+    try:
+        assert usable_workers(10**6, 1) == 1  # the user's torch setting caps the threads
+    finally:
+        torch.set_num_threads(threads)

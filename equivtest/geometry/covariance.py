@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
+from ._parallel import over_row_ranges
 from ._tensors import as_tensor
 
 DEFAULT_RCOND = 1e-6
@@ -31,13 +29,20 @@ def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
     # product); whole-stack temporaries made this 4x slower (measured at 2,000 x 100 x 24).
     block = max(1, _COV_BLOCK_BYTES // (8 * m * f))
     stack = as_tensor(nb)
-    out = torch.empty((n, f, f), dtype=torch.float64)
-    for start in range(0, n, block):
-        part = stack[start : start + block]
-        shifted = part - part[:, :1, :]
-        shifted -= shifted.mean(dim=1, keepdim=True)
-        torch.matmul(shifted.transpose(1, 2), shifted, out=out[start : start + block])
-    return (out / (m - 1)).numpy()
+    out = np.empty((n, f, f))
+    out_t = torch.from_numpy(out)
+
+    def rows(first: int, last: int) -> None:
+        for start in range(first, last, block):
+            stop = min(last, start + block)
+            part = stack[start:stop]
+            shifted = part - part[:, :1, :]
+            shifted -= shifted.mean(dim=1, keepdim=True)
+            torch.matmul(shifted.transpose(1, 2), shifted, out=out_t[start:stop])
+
+    over_row_ranges(rows, n, min_rows_per_worker=4 * block)
+    out /= m - 1
+    return out
 
 
 _COV_BLOCK_BYTES = 2**20
@@ -80,13 +85,14 @@ def _batched_eigh(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     NumPy loops over the stack on one core; at 2,000 matrices of 24 x 24 two threads
     halve the time (measured). Each matrix is still decomposed by the same routine.
     """
-    workers = min(len(os.sched_getaffinity(0)), len(cov) // _EIGH_MIN_PER_THREAD)
-    if workers < 2:
-        return np.linalg.eigh(cov)
-    parts = np.array_split(cov, workers)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(np.linalg.eigh, parts))
-    return np.concatenate([v for v, _ in results]), np.concatenate([w for _, w in results])
+    evals = np.empty(cov.shape[:2])
+    evecs = np.empty(cov.shape)
+
+    def rows(start: int, stop: int) -> None:
+        evals[start:stop], evecs[start:stop] = np.linalg.eigh(cov[start:stop])
+
+    over_row_ranges(rows, len(cov), _EIGH_MIN_PER_THREAD)
+    return evals, evecs
 
 
 def pseudo_inverses(factors: np.ndarray) -> np.ndarray:

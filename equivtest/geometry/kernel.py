@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from .._validation import as_finite_float64
 from ..errors import ActivationError, FitConfigError
+from ._parallel import over_row_ranges
 from ._tensors import as_tensor
 
 _BLOCK_BYTES = 128 * 2**20  # per block on an accelerator
@@ -54,20 +55,27 @@ def mahalanobis_sq_dense(samples, factors, device=None) -> np.ndarray:
     own = torch.einsum("nrf,nf->nr", lt, xt)  # L_i^T x_i
     rows = torch.cat([lt, -own[:, :, None]], dim=2).reshape(n * r, f + 1)
     cols = torch.cat([xt, torch.ones((n, 1), dtype=xt.dtype, device=dev)], dim=1).T.contiguous()
-    budget = _CACHE_BLOCK_BYTES if dev.type == "cpu" else _BLOCK_BYTES
-    block = max(1, int(budget // (8 * max(1, r) * n)))
     q = torch.empty((n, n), dtype=torch.float64, device=dev)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        z = rows[start * r : stop * r] @ cols  # z[b*r + k, j] = (L_b^T (x_j - x_b))_k
-        z.square_()
-        torch.sum(z.view(stop - start, r, n), dim=1, out=q[start:stop])
-    q.fill_diagonal_(0.0)  # exactly 0 by definition; the GEMM leaves rounding there
-    _symmetrise_in_place(q)
-    return q.cpu().numpy()
+
+    def rows_of_q(first: int, last: int, block: int) -> None:
+        for start in range(first, last, block):
+            stop = min(last, start + block)
+            z = rows[start * r : stop * r] @ cols  # z[b*r + k, j] = (L_b^T (x_j - x_b))_k
+            z.square_()
+            torch.sum(z.view(stop - start, r, n), dim=1, out=q[start:stop])
+
+    if dev.type == "cpu":
+        block = max(1, int(_CACHE_BLOCK_BYTES // (8 * max(1, r) * n)))
+        over_row_ranges(lambda first, last: rows_of_q(first, last, block), n, min_rows_per_worker=4 * block)
+    else:
+        rows_of_q(0, n, max(1, int(_BLOCK_BYTES // (8 * max(1, r) * n))))
+    out = q.cpu().numpy()
+    np.fill_diagonal(out, 0.0)  # exactly 0 by definition; the GEMM leaves rounding there
+    _symmetrise_in_place(out)
+    return out
 
 
-def _symmetrise_in_place(q, tile: int = 512) -> None:
+def _symmetrise_in_place(q: np.ndarray, tile: int = 512) -> None:
     """``q <- (q + q^T) / 2`` tile by tile: no second and third N x N array to fault in."""
     n = q.shape[0]
     for i in range(0, n, tile):
