@@ -1,6 +1,7 @@
 """pytest-xdist: two workers fit and record in parallel without writing the same file."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,26 @@ def test_two_workers_write_distinct_complete_records(tmp_path, pytestconfig):
         assert json.loads((folder / "record.json").read_text())["result"]["passed"]
     assert proc.stdout.count("record: ") == 6  # the controller's summary lists every worker's records
     assert "equivtest: equivalence criteria" in proc.stdout
+
+
+THREADS = """
+import os
+import torch
+
+
+def test_threads():
+    cores = len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == max(1, cores // 2), torch.get_num_threads()
+"""
+
+
+def test_each_xdist_worker_gets_its_share_of_the_cores(tmp_path, pytestconfig):
+    # two workers of all-core torch each would oversubscribe the machine (see the plugin)
+    (tmp_path / "test_threads.py").write_text(THREADS)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_threads.py"), "-n", "2", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
