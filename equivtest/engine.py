@@ -118,6 +118,7 @@ class FittedPair:
                 found.append(criterion("agreement", direction, agree))
             else:
                 found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
+        found.extend(self.transformation.overlap_criterion())
         found.extend(self.whitney())
         if stage:
             stage("reference measures")

@@ -18,7 +18,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from ._validation import as_finite_float64
 from .errors import ActivationError, FitConfigError, NotFittedError
-from .geometry import DEFAULT_RCOND, diffusion_coordinates
+from .geometry import DEFAULT_RCOND, diffusion_coordinates, neighbour_overlap
 from .geometry.covariance import neighbourhood_precision_factors
 
 SIDES = ("a", "b")
@@ -184,10 +184,12 @@ class Transformation:
             sides.append(self._fit_side(s, nb, label, stage))
         if stage:
             stage("alignment and interpolants")
-        self._set_fitted(*sides)
+        self._set_fitted(*(side for side, _ in sides))
+        # Not saved with the transformation: a loaded one has None (no precision factors to redo it).
+        self.neighbour_overlap_ = neighbour_overlap(*(nearest for _, nearest in sides))
         return self
 
-    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None) -> SideFit:
+    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None) -> tuple[SideFit, np.ndarray]:
         if stage:
             stage(f"network {label}: neighbourhood covariances")
         # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
@@ -199,10 +201,11 @@ class Transformation:
             epsilon=self.epsilon, epsilon_k=self.epsilon_k, k_neighbours=self.k_neighbours,
             device=self.kernel_device,
         )
-        return SideFit(samples, dc.coordinates, dc.eigenvalues, dc.epsilon)
+        return SideFit(samples, dc.coordinates, dc.eigenvalues, dc.epsilon), dc.nearest
 
     def _set_fitted(self, side_a: SideFit, side_b: SideFit) -> None:
         """Set every fitted attribute from the two sides (used by ``fit`` and ``load``)."""
+        self.neighbour_overlap_ = None  # known only right after fit (see there)
         self.side_a_, self.side_b_ = side_a, side_b
         self.alignment_ab_ = procrustes_alignment(side_a.coordinates, side_b.coordinates)
         self.alignment_ba_ = procrustes_alignment(side_b.coordinates, side_a.coordinates)
@@ -312,6 +315,17 @@ class Transformation:
         return twin
 
     # -- diagnostics ------------------------------------------------------------------
+    def overlap_criterion(self) -> list:
+        """``neighbour_overlap`` as a criterion (empty for a loaded transformation)."""
+        from .criteria import criterion
+
+        if self.neighbour_overlap_ is None:
+            return []
+        n = len(self.side_a_.activations)
+        k = min(int(self.epsilon_k), n - 1)
+        return [criterion("neighbour_overlap", "a<->b", self.neighbour_overlap_,
+                          f"{k} nearest samples by Mahalanobis distance; unrelated geometries give about {k / (n - 1):.3g}")]
+
     def diffusion_residual(self) -> dict[str, float]:
         """Mean squared difference between aligned and true diffusion coordinates, per direction."""
         self._check_fitted()

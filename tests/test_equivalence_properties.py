@@ -55,6 +55,7 @@ def test_network_is_equivalent_to_itself(seed):
     for direction in ("a->b", "b->a"):
         assert relative_mse(result, direction, fitted) < TOL
         assert_output_follows_activations(result, fitted, direction)
+    assert result.value("neighbour_overlap", "a<->b") == 1.0  # the same distances, the same neighbours
 
 
 @settings(max_examples=6)

@@ -23,6 +23,8 @@ from equivtest.geometry import (
     mahalanobis_sq_dense,
     mahalanobis_sq_knn,
     median_knn_epsilon,
+    nearest_samples,
+    neighbour_overlap,
     neighbourhood_covariances,
     precision_factors,
     pseudo_inverses,
@@ -549,3 +551,38 @@ def test_row_parallel_loops_cover_every_row_once_and_restore_torch_threads():
         assert usable_workers(10**6, 1) == 1  # the user's torch setting caps the threads
     finally:
         torch.set_num_threads(threads)
+
+
+@FAST
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 8))
+def test_neighbour_overlap_is_one_for_a_rotated_and_permuted_copy(seed, k):
+    # The Mahalanobis distance is invariant under an orthogonal change of the feature
+    # basis (factors transform with it), so both copies rank every sample's neighbours alike.
+    x, nb = gaussian_cloud(seed, 40, 4, 12)
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    q = q[:, rng.permutation(4)]
+    d_a = mahalanobis_sq_dense(x, precision_factors(neighbourhood_covariances(nb)))
+    d_b = mahalanobis_sq_dense(x @ q, precision_factors(neighbourhood_covariances(nb @ q)))
+    assert neighbour_overlap(nearest_samples(d_a, k), nearest_samples(d_b, k)) == 1.0
+
+
+def test_neighbour_overlap_of_unrelated_geometries_is_near_chance():
+    # positive control: two independent clouds share about k / (N - 1) of their neighbours
+    k, n = 10, 200
+    near = []
+    for seed in (1, 2):
+        x, nb = gaussian_cloud(seed, n, 3, 12)
+        near.append(nearest_samples(mahalanobis_sq_dense(x, precision_factors(neighbourhood_covariances(nb))), k))
+    overlap = neighbour_overlap(*near)
+    assert overlap < 3 * k / (n - 1)
+    assert neighbour_overlap(near[0], near[0]) == 1.0
+
+
+def test_nearest_samples_agree_between_dense_and_sparse_distances():
+    x, nb = gaussian_cloud(5, 60, 3, 12)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    dense = nearest_samples(mahalanobis_sq_dense(x, factors), 4)
+    sparse = nearest_samples(mahalanobis_sq_knn(x, factors, 59), 4)
+    np.testing.assert_array_equal(dense, sparse)
+    assert not (dense == np.arange(60)[:, None]).any()  # never a sample itself

@@ -168,11 +168,12 @@ def test_self_pair_passes_and_the_summary_lists_the_criteria(project):
     assert re.search(r"^=+ equivtest =+$", out, re.M), out
     assert "equivtest: equivalence criteria" in out
     rows = summary_rows(out, "self-pair")
-    # activation_mse, output_mse and diffusion_residual in both directions, whitney for a and b,
-    # and the reference measures: cka, cka_debiased, procrustes_distance, and a linear stitch
-    # (activation and output MSE) in both directions.
-    assert len(rows) == 15, out
+    # activation_mse, output_mse and diffusion_residual in both directions, the neighbour
+    # overlap, whitney for a and b, and the reference measures: cka, cka_debiased,
+    # procrustes_distance, and a linear stitch (activation and output MSE) in both directions.
+    assert len(rows) == 16, out
     assert any("cka" in r and "a<->b" in r for r in rows)
+    assert any("neighbour_overlap" in r and "a<->b" in r for r in rows)
     for direction in ("a->b", "b->a"):
         row = next(r for r in rows if "activation_mse" in r and direction in r)
         assert "≤ 1e-06" in row and "pass" in row, row

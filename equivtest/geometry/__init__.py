@@ -7,6 +7,8 @@ from .kernel import (
     mahalanobis_sq_dense,
     mahalanobis_sq_knn,
     median_knn_epsilon,
+    nearest_samples,
+    neighbour_overlap,
 )
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "mahalanobis_sq_dense",
     "mahalanobis_sq_knn",
     "median_knn_epsilon",
+    "nearest_samples",
+    "neighbour_overlap",
     "neighbourhood_covariances",
     "precision_factors",
     "pseudo_inverses",

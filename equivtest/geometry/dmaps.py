@@ -16,6 +16,7 @@ from .kernel import (
     mahalanobis_sq_dense,
     mahalanobis_sq_knn,
     median_knn_epsilon,
+    nearest_samples,
 )
 
 with warnings.catch_warnings():
@@ -74,6 +75,7 @@ class DiffusionCoordinates:
     coordinates: np.ndarray  # (N, k)
     eigenvalues: np.ndarray  # (k,)
     epsilon: float
+    nearest: np.ndarray | None = None  # (N, epsilon_k): each sample's nearest samples by d2
 
 
 def diffusion_coordinates(
@@ -133,7 +135,7 @@ def diffusion_coordinates(
     values, vectors = np.real(values[order]), np.real(vectors[:, order])
     # Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
-    return DiffusionCoordinates(vectors * signs, values, eps)
+    return DiffusionCoordinates(vectors * signs, values, eps, nearest_samples(d2, min(int(epsilon_k), n - 1)))
 
 
 class _PrecomputedDistances(MahalanobisDmapKernel):

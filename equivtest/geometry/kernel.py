@@ -150,6 +150,49 @@ def median_knn_epsilon(d2, k: int = 10) -> float:
     return eps
 
 
+def nearest_samples(d2, k: int) -> np.ndarray:
+    """Indices ``(N, k)`` of each sample's ``k`` nearest other samples by ``d2`` (dense or sparse kNN).
+
+    Nearest first; identical matrices give identical rows.
+    """
+    if scipy.sparse.issparse(d2):
+        d2 = d2.tocsr()
+        out = np.empty((d2.shape[0], k), dtype=np.int64)
+        for i in range(d2.shape[0]):
+            cols, vals = d2.indices[d2.indptr[i] : d2.indptr[i + 1]], d2.data[d2.indptr[i] : d2.indptr[i + 1]]
+            keep = cols != i
+            if keep.sum() < k:
+                raise FitConfigError(f"sample {i} has {int(keep.sum())} stored neighbours, fewer than the {k} asked; "
+                                     "raise k_neighbours")
+            cols, vals = cols[keep], vals[keep]
+            out[i] = cols[np.lexsort((cols, vals))[:k]]
+        return out
+    d2 = np.asarray(d2, dtype=np.float64)
+    n = d2.shape[0]
+    if not 1 <= k < n:
+        raise FitConfigError(f"k must lie in [1, {n - 1}] for {n} samples, got {k}")
+    # k + 1 smallest (a threaded top-k, not a sort of N^2 values), then each row's own index dropped
+    found = torch.topk(as_tensor(d2), k + 1, dim=1, largest=False, sorted=True).indices.numpy()
+    own = found == np.arange(n)[:, None]
+    own[~own.any(axis=1), -1] = True  # a duplicate sample ranked before itself: drop the farthest
+    return found[~own].reshape(n, k)
+
+
+def neighbour_overlap(nearest_a: np.ndarray, nearest_b: np.ndarray) -> float:
+    """Mean over samples of the share of its k nearest samples that both networks agree on.
+
+    1 when both networks' Mahalanobis distances rank every sample's neighbours alike (as
+    for a network and a rotated or neuron-permuted copy of it); about ``k / (N - 1)`` when
+    their local geometries are unrelated. The diffusion maps are built from these
+    neighbourhoods, so a low overlap says in advance that their coordinates cannot align.
+    """
+    if nearest_a.shape != nearest_b.shape:
+        raise ActivationError(f"neighbour lists of shapes {nearest_a.shape} and {nearest_b.shape} do not match")
+    k = nearest_a.shape[1]
+    both = (nearest_a[:, :, None] == nearest_b[:, None, :]).any(axis=2).sum(axis=1)
+    return float(np.mean(both / k))
+
+
 def gaussian_kernel(d2, epsilon: float):
     """``exp(-d2 / epsilon)`` (thesis eq. 2.1); sparse input keeps its pattern."""
     if not epsilon > 0:
