@@ -27,7 +27,11 @@ SUITES: dict[str, Suite] = {
     "vibration": Suite("vibration", "equivtest.experiments.vibration",
                        "Experiment 2: LSTM vs. Conv1d + transformer on CWRU bearing windows, slices p = 25, 10, 2, 1"),
     "merge": Suite("merge", "equivtest.experiments.merge", "Weight merging: the TransformerAE report's double-encoder merger on digit CNNs"),
+    "speech": Suite("speech", "equivtest.experiments.speech",
+                    "Experiment 3: Wav2Vec2 CTC vs. Speech2Text encoder-decoder recognisers, both directions"),
     "text": Suite("text", "equivtest.experiments.text", "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both directions"),
+    "speech-sentiment": Suite("speech-sentiment", "equivtest.experiments.speech_sentiment",
+                              "Experiment 5: Wav2Vec2 CTC into an XLNet sentiment classifier, a speech sentiment network"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -59,3 +60,22 @@ def cached_network(
         atomic_write_bytes(meta, json.dumps(summary, indent=2).encode())
     model.eval()
     return model, summary
+
+
+@contextmanager
+def training_lock(name: str):
+    """One process at a time inside (per ``name``): pytest-xdist runs suites that share a
+    network in parallel workers; the second waits, then loads what the first cached."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, at worst both train the same weights
+        yield
+        return
+    folder = cache_dir() / "zoo"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import EquivtestError
-from .cache import cached_network
+from .cache import cached_network, training_lock
 from .text_data import TextSplit, polarity_splits
 
 XLNET = {"vocab_size": 4000, "d_model": 64, "n_layer": 3, "n_head": 4, "d_inner": 128, "dropout": 0.1,
@@ -187,7 +187,7 @@ def xlnet_config(vocab_size: int):
 
 def text_networks(seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
     """Train (or load from the cache) both classifiers. Returns models, tokenizers, summaries, splits."""
-    from transformers import BertForSequenceClassification, XLNetForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     splits = polarity_splits(seed=seed)
     data_key = {"data": "rt-polarity-v1.0", "split_seed": seed, "sizes": [len(s) for s in splits]}
@@ -201,6 +201,17 @@ def text_networks(seed: int = 0, log: Callable[[str], None] | None = None) -> di
 
     minilm, m_summary = cached_network("text-minilm", {**data_key, **m_spec}, build_minilm,
                                        lambda net: _train_minilm(net, m_tok, splits, MINILM, log), log=log)
+    xlnet, x_tok, x_summary = xlnet_network(seed, log)
+    return {"minilm": (minilm, m_tok), "xlnet": (xlnet, x_tok), "splits": splits,
+            "summaries": {"minilm": m_summary, "xlnet": x_summary}}
+
+
+def xlnet_network(seed: int = 0, log: Callable[[str], None] | None = None) -> tuple:
+    """The XLNet classifier alone (trained or loaded from the cache): model, tokenizer, summary."""
+    from transformers import XLNetForSequenceClassification
+
+    splits = polarity_splits(seed=seed)
+    data_key = {"data": "rt-polarity-v1.0", "split_seed": seed, "sizes": [len(s) for s in splits]}
     x_tok = xlnet_tokenizer(splits[0])
     tok_sha = hashlib.sha256(x_tok.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
@@ -208,7 +219,7 @@ def text_networks(seed: int = 0, log: Callable[[str], None] | None = None) -> di
         torch.manual_seed(XLNET["seed"])
         return XLNetForSequenceClassification(xlnet_config(len(x_tok)))
 
-    xlnet, x_summary = cached_network("text-xlnet", {**data_key, **XLNET, "tokenizer_sha": tok_sha}, build_xlnet,
-                                      lambda net: _train_xlnet(net, x_tok, splits, XLNET, log), log=log)
-    return {"minilm": (minilm, m_tok), "xlnet": (xlnet, x_tok), "splits": splits,
-            "summaries": {"minilm": m_summary, "xlnet": x_summary}}
+    with training_lock("text-xlnet"):  # the text and speech-sentiment suites share it
+        xlnet, x_summary = cached_network("text-xlnet", {**data_key, **XLNET, "tokenizer_sha": tok_sha}, build_xlnet,
+                                          lambda net: _train_xlnet(net, x_tok, splits, XLNET, log), log=log)
+    return xlnet, x_tok, x_summary
