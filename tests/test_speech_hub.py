@@ -109,3 +109,11 @@ def test_unknown_source_is_an_error():
     for module in (speech, speech_sentiment):
         with pytest.raises(ValueError, match="source must be 'embedded' or 'hub'"):
             module.pair("internet")
+
+
+def test_wav2vec2_directory_without_its_ctc_tokenizer_is_a_clear_error(tmp_path):
+    from equivtest.zoo.speech_hub import wav2vec2_network
+
+    transformers.Wav2Vec2ForCTC(_wav2vec2_config(vocab_size=len(CHARS), pad_token_id=0)).save_pretrained(tmp_path / "w")
+    with pytest.raises(EquivtestError, match="no CTC tokenizer found"):
+        wav2vec2_network(tmp_path / "w", 11, WIDE)
