@@ -4,7 +4,8 @@ classifier and a transformation between them (one direction, speech into text).
 Networks (``source="embedded"``): A is the speech suite's ``Wav2Vec2ForCTC``
 (:mod:`equivtest.zoo.speech`), B the text suite's XLNet classifier
 (:func:`equivtest.zoo.text.xlnet_network`; the thesis's target family, and a width of 64
-keeps its neighbourhood covariances cheap). ``source="hub"``: a Wav2Vec2 CTC model and a
+keeps its neighbourhood covariances cheap; the text suite's MiniLM head was measured worse
+as the target, see the README). ``source="hub"``: a Wav2Vec2 CTC model and a
 sequence classifier (the thesis: textattack's XLNet SST-2) by hub id or local directory
 (``hub_a``/``hub_b`` or ``EQUIVTEST_SPEECH_SENTIMENT_HUB_A``/``_B``).
 
