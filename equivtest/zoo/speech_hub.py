@@ -53,8 +53,9 @@ def wav2vec2_network(source, layer: int, features, name: str | None = None) -> H
     """A Wav2Vec2 CTC model read at ``wav2vec2.encoder.layers.<layer>``, decoding with its tokenizer."""
     tok = _tokenizer(source)
     if tok is None:
-        raise EquivtestError(f"no CTC tokenizer found with {str(source)!r}; a Wav2Vec2 CTC model needs its vocabulary: "
-                             "save a Wav2Vec2CTCTokenizer in the same directory (tokenizer.save_pretrained(DIR))")
+        raise EquivtestError(f"no CTC tokenizer found with {str(source)!r} (for a hub id: or the hub is not "
+                             "reachable); a Wav2Vec2 CTC model needs its vocabulary: save the model and its "
+                             "Wav2Vec2CTCTokenizer in one directory (save_pretrained(DIR)) and give DIR")
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     blank = tok.pad_token_id if tok.pad_token_id is not None else 0
     return HFNetwork(str(source), ENCODER_LAYERS["wav2vec2"].format(layer), "audio", features=features,
