@@ -38,14 +38,15 @@ def test_speech_recognisers_learned_the_phrases(outcome):
 
 
 @pytest.mark.xfail(reason="measured (CI profile): the stitched transcripts are further from the target's own (WER "
-                          "1.86 into Speech2Text, 1.40 into Wav2Vec2) than the target's transcripts of other "
-                          "utterances are (1.07, 1.12); see README, suite speech. strict: the day it holds, this "
+                          "1.86 into Speech2Text, 1.40 into Wav2Vec2) than an empty transcript (1.0) or the target's "
+                          "transcripts of other utterances (1.07, 1.12) are; see README, suite speech. strict: the day it holds, this "
                           "turns red and the marker goes", strict=True)
 def test_speech_stitched_transcripts_are_closer_to_the_target_than_fluent_guessing(outcome):
+    # baselines that ignore the audio: another utterance's transcript, or none (an empty transcript scores WER 1)
     rows = _rows(outcome)
     assert len(rows) == 2
     for row in rows:
-        assert row["stitched WER vs. target"] < row["shuffled WER vs. target"], row
+        assert row["stitched WER vs. target"] < min(1.0, row["shuffled WER vs. target"]), row
 
 
 @pytest.mark.xfail(reason="measured (CI profile): word agreement 0.000 into Speech2Text (thesis 0.6971) and 0.000 "

@@ -54,7 +54,9 @@ DELTA = 0.05
 # Measured on the middle layers (encoder.layers.1) first: Speech2Text's pre-norm residual stream
 # there reaches |x| ~ 1000 against Wav2Vec2's ~7, and the fit's test activation MSE was 1e4 / 6e45.
 LAYERS = {"wav2vec2": "wav2vec2.encoder.layer_norm", "speech2text": "model.encoder.layer_norm"}
-FEATURES = None  # all 96 features of each layer
+# all 96 features of each layer; the thesis's equidistant selection (24 of 96, the rest mean-filled)
+# measured no better: word agreement 0.014 / 0.000 (CI profile)
+FEATURES = None
 HUB_LAYERS = {"wav2vec2": 11, "speech2text": 11}
 HUB_FEATURES = 128
 
