@@ -174,6 +174,14 @@ def test_gromov_wasserstein_two_points_by_hand_and_isometries():
     assert W.gromov_wasserstein(x, 2.0 * x) > 1e-3  # scaling is not an isometry
 
 
+def test_gromov_wasserstein_does_not_stop_at_a_local_optimum_for_a_reflection():
+    # found by test_symmetric: conditional gradient from the product coupling alone gave 0.5
+    # for this pair and 0 for the swapped one; b is a reflection of a, so both are 0
+    a, b = [0.0, 1.0, 2.0, 2.0], [1.0, 2.0, 0.0, 0.0]
+    assert W.gromov_wasserstein(a, b) == pytest.approx(0.0, abs=1e-12)
+    assert W.gromov_wasserstein(b, a) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_gromov_wasserstein_is_at_most_any_permutation_coupling():
     # GW is a minimum over couplings; each permutation coupling is one of them (brute force)
     rng = np.random.default_rng(6)
