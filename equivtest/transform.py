@@ -105,7 +105,7 @@ class Transformation:
     k_neighbours
         If given, a sparse kernel over this many nearest neighbours instead of a dense one.
     kernel_device
-        A torch device (``"cuda"``) on which to compute the dense kernel; ``None``: NumPy.
+        A torch device (``"cuda"``) on which to compute the dense kernel; ``None``: the CPU.
     smoothing, rbf_kernel, rbf_neighbors
         Passed to ``scipy.interpolate.RBFInterpolator`` (``neighbors``) for both
         interpolation steps; ``rbf_neighbors`` makes the interpolants local, for large N.
