@@ -1,6 +1,5 @@
 """Sequence layers: tuple outputs, layouts, slices of equidistant positions, stitching."""
 
-
 import numpy as np
 import pytest
 import torch
