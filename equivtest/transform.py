@@ -186,7 +186,11 @@ class Transformation:
             stage("alignment and interpolants")
         self._set_fitted(*(side for side, _ in sides))
         # Not saved with the transformation: a loaded one has None (no precision factors to redo it).
-        self.neighbour_overlap_ = neighbour_overlap(*(nearest for _, nearest in sides))
+        (_, near_a), (_, near_b) = sides
+        if near_a is not None and near_b is not None:
+            # nearest first, so both lists cut to the shorter one still hold each sample's k nearest
+            k = min(near_a.shape[1], near_b.shape[1])
+            self.neighbour_overlap_, self.overlap_neighbours_ = neighbour_overlap(near_a[:, :k], near_b[:, :k]), k
         return self
 
     def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None) -> tuple[SideFit, np.ndarray]:
@@ -205,7 +209,7 @@ class Transformation:
 
     def _set_fitted(self, side_a: SideFit, side_b: SideFit) -> None:
         """Set every fitted attribute from the two sides (used by ``fit`` and ``load``)."""
-        self.neighbour_overlap_ = None  # known only right after fit (see there)
+        self.neighbour_overlap_ = self.overlap_neighbours_ = None  # known only right after fit (see there)
         self.side_a_, self.side_b_ = side_a, side_b
         self.alignment_ab_ = procrustes_alignment(side_a.coordinates, side_b.coordinates)
         self.alignment_ba_ = procrustes_alignment(side_b.coordinates, side_a.coordinates)
@@ -321,8 +325,7 @@ class Transformation:
 
         if self.neighbour_overlap_ is None:
             return []
-        n = len(self.side_a_.activations)
-        k = min(int(self.epsilon_k), n - 1)
+        n, k = len(self.side_a_.activations), self.overlap_neighbours_
         return [criterion("neighbour_overlap", "a<->b", self.neighbour_overlap_,
                           f"{k} nearest samples by Mahalanobis distance; unrelated geometries give about {k / (n - 1):.3g}")]
 

@@ -564,7 +564,7 @@ def test_neighbour_overlap_is_one_for_a_rotated_and_permuted_copy(seed, k):
     q = q[:, rng.permutation(4)]
     d_a = mahalanobis_sq_dense(x, precision_factors(neighbourhood_covariances(nb)))
     d_b = mahalanobis_sq_dense(x @ q, precision_factors(neighbourhood_covariances(nb @ q)))
-    assert neighbour_overlap(nearest_samples(d_a, k), nearest_samples(d_b, k)) == 1.0
+    assert neighbour_overlap(nearest_samples(d_a, k)[0], nearest_samples(d_b, k)[0]) == 1.0
 
 
 def test_neighbour_overlap_of_unrelated_geometries_is_near_chance():
@@ -573,7 +573,7 @@ def test_neighbour_overlap_of_unrelated_geometries_is_near_chance():
     near = []
     for seed in (1, 2):
         x, nb = gaussian_cloud(seed, n, 3, 12)
-        near.append(nearest_samples(mahalanobis_sq_dense(x, precision_factors(neighbourhood_covariances(nb))), k))
+        near.append(nearest_samples(mahalanobis_sq_dense(x, precision_factors(neighbourhood_covariances(nb))), k)[0])
     overlap = neighbour_overlap(*near)
     assert overlap < 3 * k / (n - 1)
     assert neighbour_overlap(near[0], near[0]) == 1.0
@@ -582,7 +582,20 @@ def test_neighbour_overlap_of_unrelated_geometries_is_near_chance():
 def test_nearest_samples_agree_between_dense_and_sparse_distances():
     x, nb = gaussian_cloud(5, 60, 3, 12)
     factors = precision_factors(neighbourhood_covariances(nb))
-    dense = nearest_samples(mahalanobis_sq_dense(x, factors), 4)
-    sparse = nearest_samples(mahalanobis_sq_knn(x, factors, 59), 4)
+    dense, dense_d2 = nearest_samples(mahalanobis_sq_dense(x, factors), 4)
+    sparse, sparse_d2 = nearest_samples(mahalanobis_sq_knn(x, factors, 59), 4)
     np.testing.assert_array_equal(dense, sparse)
+    np.testing.assert_allclose(dense_d2, sparse_d2, rtol=1e-12)
     assert not (dense == np.arange(60)[:, None]).any()  # never a sample itself
+
+
+def test_a_given_epsilon_with_fewer_stored_neighbours_than_epsilon_k_still_fits():
+    # The neighbour-overlap diagnostic shortens to the neighbours the sparse kernel holds
+    # instead of stopping a fit that needs no median rule (epsilon given, k_neighbours < epsilon_k).
+    x, nb = gaussian_cloud(1, 80, 3, 12)
+    factors = precision_factors(neighbourhood_covariances(nb))
+    d2 = mahalanobis_sq_knn(x, factors, 6)
+    dc = diffusion_coordinates(x, factors, 4, epsilon=3 * float(np.median(d2.data)), epsilon_k=10, k_neighbours=6)
+    assert dc.nearest.shape == (80, 6)
+    with pytest.raises(FitConfigError, match="epsilon_k=10 needs"):
+        diffusion_coordinates(x, factors, 4, epsilon="median", epsilon_k=10, k_neighbours=6)

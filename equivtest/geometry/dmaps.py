@@ -12,10 +12,12 @@ import scipy.sparse.linalg
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
 from .kernel import (
+    check_epsilon_k,
+    fewest_neighbours,
     gaussian_kernel,
     mahalanobis_sq_dense,
     mahalanobis_sq_knn,
-    median_knn_epsilon,
+    median_epsilon,
     nearest_samples,
 )
 
@@ -75,7 +77,7 @@ class DiffusionCoordinates:
     coordinates: np.ndarray  # (N, k)
     eigenvalues: np.ndarray  # (k,)
     epsilon: float
-    nearest: np.ndarray | None = None  # (N, epsilon_k): each sample's nearest samples by d2
+    nearest: np.ndarray | None = None  # (N, k <= epsilon_k): each sample's nearest samples by d2
 
 
 def diffusion_coordinates(
@@ -108,14 +110,18 @@ def diffusion_coordinates(
         )
     kernel = MahalanobisDmapKernel(factors, 1.0, k_neighbours, device)
     d2 = kernel.squared_distances(x)
-    if isinstance(epsilon, str):
+    median = isinstance(epsilon, str)
+    if median:
         if epsilon != "median":
             raise FitConfigError(f"epsilon must be a positive number or 'median', got {epsilon!r}")
-        eps = median_knn_epsilon(d2, epsilon_k)
-    else:
-        eps = float(epsilon)
-        if not eps > 0:
-            raise FitConfigError(f"epsilon must be positive, got {epsilon}")
+        check_epsilon_k(d2, epsilon_k)
+    elif not float(epsilon) > 0:
+        raise FitConfigError(f"epsilon must be positive, got {epsilon}")
+    # Each sample's epsilon_k nearest samples serve the median rule and the neighbour-overlap
+    # diagnostic alike; with a given epsilon, fewer stored neighbours only shorten the diagnostic.
+    k_nearest = min(int(epsilon_k), fewest_neighbours(d2))
+    nearest, nearest_d2 = nearest_samples(d2, k_nearest) if k_nearest >= 1 else (None, None)
+    eps = median_epsilon(nearest_d2[:, -1]) if median else float(epsilon)
     kernel.epsilon = eps
     dmap = DiffusionMaps(kernel=_PrecomputedDistances(kernel, d2), n_eigenpairs=int(n_eigenvectors))
     with warnings.catch_warnings():
@@ -135,7 +141,7 @@ def diffusion_coordinates(
     values, vectors = np.real(values[order]), np.real(vectors[:, order])
     # Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
-    return DiffusionCoordinates(vectors * signs, values, eps, nearest_samples(d2, min(int(epsilon_k), n - 1)))
+    return DiffusionCoordinates(vectors * signs, values, eps, nearest)
 
 
 class _PrecomputedDistances(MahalanobisDmapKernel):

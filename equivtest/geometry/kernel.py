@@ -121,26 +121,27 @@ def median_knn_epsilon(d2, k: int = 10) -> float:
 
     Works on a dense ``(N, N)`` or sparse kNN matrix of squared Mahalanobis distances.
     """
+    check_epsilon_k(d2, k)
+    return median_epsilon(nearest_samples(d2, k)[1][:, k - 1])
+
+
+def check_epsilon_k(d2, k: int) -> None:
+    """``k`` must name a neighbour every sample has (``median_knn_epsilon``'s rule)."""
     if k < 1:
         raise FitConfigError(f"epsilon_k must be at least 1, got {k}")
+    fewest = fewest_neighbours(d2)
     if scipy.sparse.issparse(d2):
-        d2 = d2.tocsr()
-        shortest = int(np.diff(d2.indptr).min())
-        if k >= shortest:
+        if k > fewest:
             raise FitConfigError(
-                f"epsilon_k={k} needs at least {k + 1} stored distances per sample, but a row has "
-                f"{shortest}; raise k_neighbours above epsilon_k or lower epsilon_k"
+                f"epsilon_k={k} needs at least {k + 1} stored distances per sample (itself included), but a row "
+                f"has {fewest + 1}; raise k_neighbours above epsilon_k or lower epsilon_k"
             )
-        kth = []
-        for i in range(d2.shape[0]):
-            row = np.sort(d2.data[d2.indptr[i] : d2.indptr[i + 1]])
-            kth.append(row[k])
-        kth = np.asarray(kth)
-    else:
-        d2 = np.asarray(d2)
-        if not 1 <= k < d2.shape[0]:
-            raise FitConfigError(f"epsilon_k must lie in [1, {d2.shape[0] - 1}], got {k}")
-        kth = _kth_smallest_per_row(d2, k)
+    elif k > fewest:
+        raise FitConfigError(f"epsilon_k must lie in [1, {fewest}], got {k}")
+
+
+def median_epsilon(kth) -> float:
+    """The median of each sample's squared distance to its k-th neighbour, refused when 0."""
     eps = float(np.median(kth))
     if not eps > 0:
         raise FitConfigError(
@@ -150,32 +151,37 @@ def median_knn_epsilon(d2, k: int = 10) -> float:
     return eps
 
 
-def nearest_samples(d2, k: int) -> np.ndarray:
-    """Indices ``(N, k)`` of each sample's ``k`` nearest other samples by ``d2`` (dense or sparse kNN).
+def fewest_neighbours(d2) -> int:
+    """The fewest other samples any row holds a distance to: N - 1 when dense."""
+    if not scipy.sparse.issparse(d2):
+        return int(np.shape(d2)[0]) - 1
+    coo = d2.tocoo()
+    off = coo.row != coo.col
+    return int(np.bincount(coo.row[off], minlength=d2.shape[0]).min())
 
-    Nearest first; identical matrices give identical rows.
-    """
+
+def nearest_samples(d2, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's ``k`` nearest other samples by ``d2`` (dense or sparse kNN), nearest first:
+    their indices ``(N, k)`` and squared distances ``(N, k)``. Identical matrices give identical rows."""
+    fewest = fewest_neighbours(d2)
+    if not 1 <= k <= fewest:
+        raise FitConfigError(f"k must lie in [1, {fewest}] (the fewest neighbours a sample has), got {k}")
     if scipy.sparse.issparse(d2):
-        d2 = d2.tocsr()
-        out = np.empty((d2.shape[0], k), dtype=np.int64)
-        for i in range(d2.shape[0]):
-            cols, vals = d2.indices[d2.indptr[i] : d2.indptr[i + 1]], d2.data[d2.indptr[i] : d2.indptr[i + 1]]
-            keep = cols != i
-            if keep.sum() < k:
-                raise FitConfigError(f"sample {i} has {int(keep.sum())} stored neighbours, fewer than the {k} asked; "
-                                     "raise k_neighbours")
-            cols, vals = cols[keep], vals[keep]
-            out[i] = cols[np.lexsort((cols, vals))[:k]]
-        return out
+        coo = d2.tocoo()
+        off = coo.row != coo.col
+        rows, cols, vals = coo.row[off], coo.col[off], coo.data[off]
+        order = np.lexsort((cols, vals, rows))  # by row, then distance, then index
+        starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=d2.shape[0]))[:-1]])
+        pick = order[starts[:, None] + np.arange(k)]
+        return cols[pick].astype(np.int64), vals[pick]
     d2 = np.asarray(d2, dtype=np.float64)
     n = d2.shape[0]
-    if not 1 <= k < n:
-        raise FitConfigError(f"k must lie in [1, {n - 1}] for {n} samples, got {k}")
     # k + 1 smallest (a threaded top-k, not a sort of N^2 values), then each row's own index dropped
-    found = torch.topk(as_tensor(d2), k + 1, dim=1, largest=False, sorted=True).indices.numpy()
-    own = found == np.arange(n)[:, None]
+    found = torch.topk(as_tensor(d2), k + 1, dim=1, largest=False, sorted=True)
+    index, value = found.indices.numpy(), found.values.numpy()
+    own = index == np.arange(n)[:, None]
     own[~own.any(axis=1), -1] = True  # a duplicate sample ranked before itself: drop the farthest
-    return found[~own].reshape(n, k)
+    return index[~own].reshape(n, k), value[~own].reshape(n, k)
 
 
 def neighbour_overlap(nearest_a: np.ndarray, nearest_b: np.ndarray) -> float:
@@ -203,9 +209,3 @@ def gaussian_kernel(d2, epsilon: float):
         return out
     # torch's exp is vectorised and threaded; NumPy's takes 2x as long on N^2 values.
     return (as_tensor(np.asarray(d2, dtype=np.float64)) / -epsilon).exp_().numpy()
-
-
-def _kth_smallest_per_row(d2: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise ``np.partition(d2, k, axis=1)[:, k]`` (0-based k), by a threaded top-k."""
-    smallest = torch.topk(as_tensor(np.asarray(d2, dtype=np.float64)), k + 1, dim=1, largest=False).values
-    return smallest[:, k].numpy()
