@@ -116,8 +116,9 @@ def _share_cores_between_workers() -> None:
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // max(1, int(workers))))
+    from ._threads import usable_cores
+
+    torch.set_num_threads(max(1, usable_cores() // max(1, int(workers))))
 
 
 def pytest_sessionstart(session):

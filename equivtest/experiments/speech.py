@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from .._threads import torch_threads
 from ..adapters.hf import HFPair, HFSampling, fit_hf, word_error_rate
 from ..engine import FitConfig
 from ..report.tables import ResultTable
@@ -89,16 +90,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
         seed: int = 0, hub_a: str | None = None, hub_b: str | None = None) -> ExperimentOutcome:
     """Fit once (both directions come from one transformation), evaluate, tabulate, record.
     ``null_shuffles`` is not used by this suite (its criteria are transcript agreements)."""
-    import torch
-
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one utterance at a time: a second thread only waits on a busy 2-core machine
-    try:
+    with torch_threads(1):  # one utterance at a time: a second thread only waits on a busy 2-core machine
         return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from .._threads import torch_threads
 from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
 from ..engine import FitConfig
 from ..report.tables import ResultTable
@@ -105,16 +106,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
         seed: int = 0, hub_a: str | None = None, hub_b: str | None = None, align: str = ALIGN) -> ExperimentOutcome:
     """Fit A -> B once, evaluate the stitched speech sentiment network, tabulate, record.
     ``null_shuffles`` is not used by this suite (its criterion is the label agreement)."""
-    import torch
-
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one input at a time: a second thread only waits on a busy 2-core machine
-    try:
+    with torch_threads(1):  # one input at a time: a second thread only waits on a busy 2-core machine
         return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b, align)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _rate(labels) -> float:

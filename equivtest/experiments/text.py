@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from .._threads import torch_threads
 from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
 from ..engine import FitConfig
 from ..report.tables import ResultTable
@@ -87,16 +88,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
         seed: int = 0) -> ExperimentOutcome:
     """Fit once (both directions come from one transformation), evaluate, tabulate, record.
     ``null_shuffles`` is not used by this suite (its criterion is the label agreement)."""
-    import torch
-
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one input at a time: a second thread only waits (and slows shared machines)
-    try:
+    with torch_threads(1):  # one input at a time: a second thread only waits (and slows shared machines)
         return _run(cfg, report_dir, stage, source, seed, t0)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:

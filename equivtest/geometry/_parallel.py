@@ -12,7 +12,6 @@ barrier between operations, and on an idle machine still every core.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable, TypeVar
@@ -20,14 +19,15 @@ from typing import Callable, TypeVar
 import numpy as np
 import torch
 
+from .._threads import torch_threads, usable_cores
+
 T = TypeVar("T")
 
 
 def usable_workers(n_rows: int, min_rows_per_worker: int) -> int:
     """Threads worth starting: at most the usable cores and torch's thread setting (so
     ``torch.set_num_threads(1)`` also keeps this code on one thread)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, torch.get_num_threads(), n_rows // max(1, min_rows_per_worker)))
+    return max(1, min(usable_cores(), torch.get_num_threads(), n_rows // max(1, min_rows_per_worker)))
 
 
 def over_row_ranges(fn: Callable[[int, int], T], n_rows: int, min_rows_per_worker: int) -> list[T]:
@@ -38,18 +38,13 @@ def over_row_ranges(fn: Callable[[int, int], T], n_rows: int, min_rows_per_worke
     """
     workers = usable_workers(n_rows, min_rows_per_worker)
     bounds = np.linspace(0, n_rows, workers + 1).astype(int)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        # OpenBLAS's threads spin-wait the same way (NumPy's eigh on 4,096 64 x 64
-        # matrices in two threads: 3.6 s with two BLAS threads each, 1.7 s with one).
-        with _blas().limit(limits=1, user_api="blas"):
-            if workers == 1:
-                return [fn(0, n_rows)]
-            with ThreadPoolExecutor(workers) as pool:
-                return list(pool.map(fn, bounds[:-1].tolist(), bounds[1:].tolist()))
-    finally:
-        torch.set_num_threads(threads)
+    # OpenBLAS's threads spin-wait the same way (NumPy's eigh on 4,096 64 x 64
+    # matrices in two threads: 3.6 s with two BLAS threads each, 1.7 s with one).
+    with torch_threads(1), _blas().limit(limits=1, user_api="blas"):
+        if workers == 1:
+            return [fn(0, n_rows)]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fn, bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
 @lru_cache(maxsize=1)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from .errors import WeightSpaceError
 from .flat import FlatIndex
 
@@ -211,9 +212,7 @@ def train_merger(w1: torch.Tensor, w2: torch.Tensor, target: torch.Tensor, index
     if not (w1.shape == w2.shape == target.shape) or w1.ndim != 2 or w1.shape[1] != index.size:
         raise WeightSpaceError(f"triples must be three (B, {index.size}) tensors, got "
                                f"{tuple(w1.shape)}, {tuple(w2.shape)}, {tuple(target.shape)}")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         per_layer = layer_scales(target, index)[1]
         if model is None:
             model = new_merger(target, index, cfg)
@@ -239,8 +238,6 @@ def train_merger(w1: torch.Tensor, w2: torch.Tensor, target: torch.Tensor, index
             if stage and (epoch + 1) % max(1, cfg.epochs // 5) == 0:
                 stage(f"merger epoch {epoch + 1}/{cfg.epochs}: layer-wise loss {history[-1]:.4f}")
         model.eval()
-    finally:
-        torch.set_num_threads(threads)
     return model, {"config": asdict(cfg), "loss_history": history, "layer_scales": per_layer,
                    "n_triples": n, "n_parameters": sum(p.numel() for p in model.parameters())}
 

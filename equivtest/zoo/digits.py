@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from ..errors import EquivtestError
 from .cache import cached_network
 
@@ -133,6 +134,7 @@ def accuracy(net: nn.Module, classes, split: str = "test", data: DigitData | Non
         return float((net(x).argmax(dim=1) == y).float().mean())
 
 
+@torch_threads(1)
 def train_steps(net: nn.Module, classes, *, epochs: float, lr: float, batch_size: int, seed: int,
                 data: DigitData | None = None) -> dict:
     """Train ``net`` in place on the training images of ``classes`` for ``epochs`` epochs
@@ -143,8 +145,6 @@ def train_steps(net: nn.Module, classes, *, epochs: float, lr: float, batch_size
     loss_fn = nn.CrossEntropyLoss()
     n_batches_epoch = -(-len(y) // batch_size)
     total = int(round(epochs * n_batches_epoch))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     steps, last = 0, float("nan")
     try:
         net.train()
@@ -158,7 +158,6 @@ def train_steps(net: nn.Module, classes, *, epochs: float, lr: float, batch_size
                 opt.step()
                 last, steps = float(loss.detach()), steps + 1
     finally:
-        torch.set_num_threads(threads)
         net.eval()
     return {"steps": steps, "batches_per_epoch": n_batches_epoch, "last_loss": last}
 
@@ -209,9 +208,7 @@ def train_group(class_sets, seed: int, *, epochs: int, lr: float, batch_size: in
 
     gens = [torch.Generator().manual_seed(1000 * int(seed) + _set_seed(c)) for c in class_sets]
     opt = torch.optim.Adam(list(params.values()), lr=lr)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for _ in range(int(epochs)):
             order = [torch.randperm(len(y), generator=g)[: n_steps * batch_size] for (_, y), g in zip(subsets, gens)]
             xs = torch.stack([x[o] for (x, _), o in zip(subsets, order)])
@@ -224,8 +221,6 @@ def train_group(class_sets, seed: int, *, epochs: int, lr: float, batch_size: in
                 opt.zero_grad()
                 per_net.sum().backward()
                 opt.step()
-    finally:
-        torch.set_num_threads(threads)
     with torch.no_grad():
         for k, net in enumerate(nets):
             for name, p in net.named_parameters():

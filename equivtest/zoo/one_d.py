@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from .cache import cached_network
 
 TRAIN_SIZE, VAL_SIZE = 10_240, 512
@@ -37,12 +38,8 @@ def build_mlp(widths: list[int]) -> nn.Sequential:
 def _train(model: nn.Module, lr: float, seed: int, max_epochs: int, batch_size: int, patience: int) -> dict:
     # Tiny matrices: one thread is faster than several spinning on a busy machine, and
     # the result does not depend on the machine's core count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _train_loop(model, lr, seed, max_epochs, batch_size, patience)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_loop(model: nn.Module, lr: float, seed: int, max_epochs: int, batch_size: int, patience: int) -> dict:

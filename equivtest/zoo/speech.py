@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..adapters.hf import HFNetwork, word_error_rate
+from .._threads import torch_threads
 from ..errors import EquivtestError
 from .cache import cached_network, training_lock
 from .speech_phrases import SpeechSet, speech_set, vocabulary
@@ -208,18 +209,7 @@ def _pad(arrays, value=0.0, dtype=torch.float32):
     return out, mask
 
 
-def _fixed_threads(fn):
-    def wrapped(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(THREADS)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-    return wrapped
-
-
-@_fixed_threads
+@torch_threads(THREADS)
 def _train(model, kind: str, spec: dict, train: SpeechSet, val: SpeechSet, log=None) -> dict:
     torch.manual_seed(spec["seed"])
     gen = torch.Generator().manual_seed(spec["seed"])

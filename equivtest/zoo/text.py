@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from ..errors import EquivtestError
 from .cache import cached_network, training_lock
 from .text_data import TextSplit, polarity_splits
@@ -85,18 +86,7 @@ def predict_labels(model: nn.Module, tokenizer, sentences, batch_size: int = 128
     return out
 
 
-def _one_thread(fn):
-    def wrapped(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # deterministic whatever the core count
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-    return wrapped
-
-
-@_one_thread
+@torch_threads(1)  # deterministic whatever the core count
 def _train_minilm(model, tokenizer, splits, spec: dict, log=None) -> dict:
     train, val, test = splits
 
@@ -146,7 +136,7 @@ def _train_minilm(model, tokenizer, splits, spec: dict, log=None) -> dict:
             "train_sentences": len(train), "trained": "pooler and classifier on the frozen encoder's [CLS] state"}
 
 
-@_one_thread
+@torch_threads(1)  # deterministic whatever the core count
 def _train_xlnet(model, tokenizer, splits, spec: dict, log=None) -> dict:
     train, val, test = splits
     torch.manual_seed(spec["seed"])

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from .cache import cached_network
 from .vibration_data import make_splits
 
@@ -66,9 +67,7 @@ def accuracy(net: nn.Module, x, y) -> float:
 
 
 def _train(net: nn.Module, splits, epochs: int, lr: float, seed: int, batch_size: int = 64) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic whatever the core count
-    try:
+    with torch_threads(1):  # deterministic whatever the core count
         (xt, yt), (xv, yv), (xs, ys) = ((torch.as_tensor(s.x), torch.as_tensor(s.y).long()) for s in splits)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -88,8 +87,6 @@ def _train(net: nn.Module, splits, epochs: int, lr: float, seed: int, batch_size
         net.eval()
         return {"epochs": epochs, "best_epoch": best_epoch, "train_accuracy": accuracy(net, xt, yt),
                 "val_accuracy": best, "test_accuracy": accuracy(net, xs, ys)}
-    finally:
-        torch.set_num_threads(threads)
 
 
 def vibration_networks(
