@@ -36,6 +36,7 @@ from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
 from ..engine import FitConfig
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
+from .labels import majority_share, positive_rate
 from .outcome import ExperimentOutcome
 
 NAME = "speech-sentiment"
@@ -112,10 +113,6 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
         return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b, align)
 
 
-def _rate(labels) -> float:
-    return float(np.mean(np.asarray(labels) == 1)) if len(labels) else float("nan")
-
-
 def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b, align) -> ExperimentOutcome:
     from ..record import write_run
     from ..zoo.speech_phrases import speech_set
@@ -134,7 +131,7 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b, align) -> Exper
     kept = [i for i, t in enumerate(transcripts) if t.strip()]
     result = fitted.evaluate([test.audio[i] for i in kept], stage=stage)
     out = fitted.test_answers["a->b"]
-    constant = max(_rate(out["own"]), 1 - _rate(out["own"]))
+    constant = majority_share(out["own"])
     result.apply_thresholds({"agreement": {"a->b": max(THESIS["agreement"], constant)}})
     timings.update(fitted.timings)
     timings["total_s"] = time.perf_counter() - t0
@@ -155,16 +152,16 @@ def _tables(p, fitted, result, out, test, kept, transcripts, constant, align):
                "predicted 5-7%. Utterances the ASR transcribes as nothing have no target label and are left out."),
     )
     agree.add_row(nb, len(fitted.sample_rows), sum(fitted.sample_rows), len(kept), result.value("agreement", "a->b"),
-                  constant, THESIS["agreement"], _rate(out["own"]), _rate(out["stitched"]), align)
+                  constant, THESIS["agreement"], positive_rate(out["own"]), positive_rate(out["stitched"]), align)
     labels = test.labels[kept]
     balance = ResultTable("Class balance of the test set",
                           ["labels", "positive share", "agreement with the source sentence's label"],
                           notes=("Test utterances are held-out phrases; each carries the Pang-Lee label of the "
                                  "sentence it was cut from (a phrase may carry no sentiment of its own)."))
-    balance.add_row("source sentences (Pang-Lee)", _rate(labels), None)
-    balance.add_row(f"{nb} on the ASR transcript (target)", _rate(out["own"]),
+    balance.add_row("source sentences (Pang-Lee)", positive_rate(labels), None)
+    balance.add_row(f"{nb} on the ASR transcript (target)", positive_rate(out["own"]),
                     float(np.mean(np.asarray(out["own"]) == labels)))
-    balance.add_row(f"{na} -> {nb} (stitched)", _rate(out["stitched"]),
+    balance.add_row(f"{na} -> {nb} (stitched)", positive_rate(out["stitched"]),
                     float(np.mean(np.asarray(out["stitched"]) == labels)))
     word = {0: "negative", 1: "positive"}
     examples = ResultTable("Example outputs (cf. thesis Table 4.3)",

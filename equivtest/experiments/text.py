@@ -35,6 +35,7 @@ from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
 from ..engine import FitConfig
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
+from .labels import majority_share, positive_rate
 from .outcome import ExperimentOutcome
 
 NAME = "text"
@@ -80,10 +81,6 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
     return p
 
 
-def _rate(labels) -> float:
-    return float(np.mean(np.asarray(labels) == 1))
-
-
 def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int = 0, source: str = "embedded",
         seed: int = 0) -> ExperimentOutcome:
     """Fit once (both directions come from one transformation), evaluate, tabulate, record.
@@ -110,7 +107,7 @@ def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     result = fitted.evaluate(test_sentences, stage=stage)
     answers = fitted.test_answers
     # threshold: the target's majority share (what a constant network agrees)
-    majority = {d: max(_rate(o["own"]), 1 - _rate(o["own"])) for d, o in answers.items()}
+    majority = {d: majority_share(o["own"]) for d, o in answers.items()}
     result.apply_thresholds({"agreement": majority})
     timings.update(fitted.timings)
     timings["total_s"] = time.perf_counter() - t0
@@ -137,13 +134,14 @@ def _tables(p, fitted, result, answers, sentences, labels, cfg, majority):
         target = nb if direction == "a->b" else na
         agree.add_row(target, len(fitted.sample_rows), sum(fitted.sample_rows), len(sentences),
                       result.value("agreement", direction), majority[direction], thesis_into[direction],
-                      _rate(out["own"]), _rate(out["stitched"]), thesis_pos[direction])
+                      positive_rate(out["own"]), positive_rate(out["stitched"]), thesis_pos[direction])
     own = {"a": answers["b->a"]["own"], "b": answers["a->b"]["own"]}
     balance = ResultTable("Class balance of the test set", ["labels", "positive share", "accuracy vs. true labels"],
                           notes="The test sentences are held-out Pang-Lee sentences, balanced by construction.")
-    balance.add_row("true (Pang-Lee)", _rate(labels), None)
+    balance.add_row("true (Pang-Lee)", positive_rate(labels), None)
     for side, name in (("a", na), ("b", nb)):
-        balance.add_row(f"{name} (own prediction)", _rate(own[side]), float(np.mean(np.asarray(own[side]) == labels)))
+        balance.add_row(f"{name} (own prediction)", positive_rate(own[side]),
+                        float(np.mean(np.asarray(own[side]) == labels)))
     summaries = p.metadata.get("training", {})
     if summaries:
         nets = ResultTable("Networks (trained here on Pang-Lee sentence polarity)",
