@@ -143,15 +143,7 @@ class HFNetwork:
             box["emb"] = pick_output(out, 0, self.embedding).detach()
             raise StopForward
 
-        handle = self._embedding.register_forward_hook(hook)
-        try:
-            with eval_mode(self.model), torch.no_grad():
-                try:
-                    self.model(**self.kwargs(ids))
-                except StopForward:
-                    pass
-        finally:
-            handle.remove()
+        self._forward_until_stop(ids, [self._embedding.register_forward_hook(hook)])
         if "emb" not in box:
             raise ActivationError(f"embedding layer {self.embedding!r} did not run in a forward pass")
         return self._bsf(box["emb"]) if box["emb"].ndim == 3 else box["emb"]
@@ -174,6 +166,13 @@ class HFNetwork:
                 new = self._native(embeddings.to(model_device(self.model), pick_output(out, 0, self.embedding).dtype))
                 return put_output(out, 0, new)
             handles.append(self._embedding.register_forward_hook(emb_hook))
+        self._forward_until_stop(x, handles)
+        if "seq" not in box:
+            raise ActivationError(f"layer {self.layer!r} did not run in a forward pass of {self.name}")
+        return box["seq"]
+
+    def _forward_until_stop(self, x: torch.Tensor, handles: list) -> None:
+        """One forward pass on ``x`` that a hook may end with ``StopForward``; the hooks are removed after."""
         try:
             with eval_mode(self.model), torch.no_grad():
                 try:
@@ -181,11 +180,8 @@ class HFNetwork:
                 except StopForward:
                     pass
         finally:
-            for h in handles:
-                h.remove()
-        if "seq" not in box:
-            raise ActivationError(f"layer {self.layer!r} did not run in a forward pass of {self.name}")
-        return box["seq"]
+            for handle in handles:
+                handle.remove()
 
     def answer(self, x: torch.Tensor, replace: Callable | None = None):
         """The network's prediction for one input (batch of one); ``replace(tensor_bsf) -> tensor_bsf``
