@@ -126,6 +126,17 @@ def test_embedding_hook_replaces_the_embedding_output():
         assert not torch.allclose(moved, same)
 
 
+def test_a_layer_that_is_the_embedding_itself_reads_the_replaced_embeddings():
+    # neighbourhoods drawn in the embedding output must show up when that output is the layer
+    # read (before, the layer's hook ran first and every neighbour read the unperturbed output)
+    h = HFNetwork(tiny_xlnet(), "transformer.word_embedding", "text", tokenizer=word_tokenizer())
+    x = h.encode("the plot was not very funny")
+    emb = h.embed(x[None])
+    torch.testing.assert_close(h.sequences(x[None]), emb.to(torch.float64))
+    moved = emb + 0.25 * torch.randn(emb.shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(h.sequences(x[None], embeddings=moved), moved.to(torch.float64))
+
+
 def test_sequence_alignment_trims_or_pads_with_the_mean():
     seq = np.arange(12, dtype=float).reshape(4, 3)
     np.testing.assert_array_equal(align_length(seq, 2), seq[:2])

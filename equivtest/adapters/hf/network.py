@@ -160,12 +160,14 @@ class HFNetwork:
             box["seq"] = seq[..., self.feature_index(seq.shape[-1])].detach().to("cpu", torch.float64)
             raise StopForward
 
-        handles = [self._layer.register_forward_hook(layer_hook)]
+        handles = []
         if embeddings is not None:
             def emb_hook(_m, _i, out):
                 new = self._native(embeddings.to(model_device(self.model), pick_output(out, 0, self.embedding).dtype))
                 return put_output(out, 0, new)
+            # registered first, so that a layer which is the embedding itself reads the replaced output
             handles.append(self._embedding.register_forward_hook(emb_hook))
+        handles.append(self._layer.register_forward_hook(layer_hook))
         self._forward_until_stop(x, handles)
         if "seq" not in box:
             raise ActivationError(f"layer {self.layer!r} did not run in a forward pass of {self.name}")
