@@ -43,14 +43,16 @@ output must have); results with the real input should be read in that light. Wit
 dummy the length still comes from the real input.
 """
 
+from .ctc import ctc_alignment, ctc_collapse, ctc_greedy
 from .fit import TARGET_INPUTS, TASKS, HFFitted, HFPair, HFSampling, fit_hf
 from .loading import load_model, load_tokenizer
-from .network import MODALITIES, HFNetwork, ctc_greedy, equidistant
+from .network import MODALITIES, HFNetwork, equidistant
 from .sequences import ALIGNMENTS, align_length, select_positions
 from .words import word_agreement, word_error_rate, word_errors
 
 __all__ = [
     "ALIGNMENTS", "MODALITIES", "TARGET_INPUTS", "TASKS", "HFFitted", "HFNetwork", "HFPair", "HFSampling",
-    "align_length", "ctc_greedy", "equidistant", "fit_hf", "load_model", "load_tokenizer", "select_positions",
+    "align_length", "ctc_alignment", "ctc_collapse", "ctc_greedy", "equidistant", "fit_hf", "load_model",
+    "load_tokenizer", "select_positions",
     "word_agreement", "word_error_rate", "word_errors",
 ]

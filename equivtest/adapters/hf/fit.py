@@ -55,17 +55,23 @@ class HFPair:
 
 @dataclass(frozen=True)
 class HFSampling:
-    """How samples become rows: neighbourhoods, positions per sample, length alignment."""
+    """How samples become rows: neighbourhoods, positions per sample, length alignment.
+
+    ``align`` is one of :data:`ALIGNMENTS` or a position map ``align(sample, length_a, length_b)``
+    giving, for each of B's positions, the position of A's sequence that pairs with it (e.g.
+    :func:`~equivtest.adapters.hf.ctc_alignment`); a position map stitches from A into B only.
+    """
 
     neighbourhood: GaussianNeighbourhood = GaussianNeighbourhood(100, 0.05)
     positions: int | tuple = 64
-    align: str = "trim"
+    align: str | Callable = "trim"
     seed: int = 0
     batch_size: int = 50
 
     def __post_init__(self):
-        if self.align not in ALIGNMENTS:
-            raise EquivtestError(f"align must be one of {ALIGNMENTS}, got {self.align!r}")
+        if not callable(self.align) and self.align not in ALIGNMENTS:
+            raise EquivtestError(f"align must be one of {ALIGNMENTS} or a position map "
+                                 f"align(sample, length_a, length_b), got {self.align!r}")
         if isinstance(self.positions, (int, np.integer)) and int(self.positions) < 1:
             raise EquivtestError(f"positions must be a positive count or a list of positions, got {self.positions}")
 
@@ -74,7 +80,19 @@ class HFSampling:
         return {"neighbourhood": {"kind": type(nb).__name__, "size": nb.size, "delta": nb.delta,
                                   "convention": nb.convention},
                 "positions": self.positions if isinstance(self.positions, int) else list(self.positions),
-                "align": self.align, "seed": self.seed}
+                "align": getattr(self.align, "__name__", "position map") if callable(self.align) else self.align,
+                "seed": self.seed}
+
+    def mapped(self, sample, length_a: int, length_b: int) -> np.ndarray:
+        """The position map's A position for each of B's positions, checked."""
+        index = np.asarray(self.align(sample, length_a, length_b)).reshape(-1)
+        if index.shape != (length_b,) or not np.issubdtype(index.dtype, np.integer):
+            raise EquivtestError(f"the position map gave {index.shape} {index.dtype} where B has {length_b} positions; "
+                                 "it must give one integer position of A per position of B")
+        if index.size and (index.min() < 0 or index.max() >= length_a):
+            raise EquivtestError(f"the position map points at A's position(s) beyond 0..{length_a - 1}: "
+                                 f"{sorted(set(index[(index < 0) | (index >= length_a)].tolist()))}")
+        return index
 
 def _with_neighbourhood(net: HFNetwork, sample, nb: GaussianNeighbourhood, rng, batch: int, where: str):
     """The sample's layer sequence ``(T, f)`` and its neighbours' ``(M, T, f)``."""
@@ -121,7 +139,7 @@ class HFFitted:
 
     def directions(self):
         yield "a", "b"
-        if self.pair.domain_map is None:
+        if self.pair.domain_map is None and not callable(self.sampler.align):
             yield "b", "a"
 
     def stitched_answers(self, inputs: Sequence, to: str, *, target_input: str = "real") -> dict:
@@ -132,12 +150,19 @@ class HFFitted:
         source = "a" if target == "b" else "b"
         if target == "a" and self.pair.domain_map is not None:
             raise EquivtestError("stitching into A needs the inverse of the domain map; this pair runs from A into B only")
+        mapped = callable(self.sampler.align)
+        if target == "a" and mapped:
+            raise EquivtestError("a position map pairs B's positions with A's, so it stitches from A into B only; "
+                                 "use align='trim', 'pad' or 'resample' to stitch into A")
         src, tgt = self.pair.network(source), self.pair.network(target)
         xs, xt, seqs = [], [], []
         for i, item in enumerate(inputs):
             xs.append(src.encode(self.pair.input_for(source, item), f"test input {i} ({src.name})"))
             xt.append(tgt.encode(self.pair.input_for(target, item), f"test input {i} ({tgt.name})"))
-            seqs.append(src.sequences(xs[-1][None])[0].numpy())
+            seq = src.sequences(xs[-1][None])[0].numpy()
+            if mapped:  # A's rows at the positions that pair with B's
+                seq = seq[self.sampler.mapped(item, len(seq), len(tgt.sequences(xt[-1][None])[0]))]
+            seqs.append(seq)
         predicted = self.transformation.predict(np.concatenate(seqs), to=target)
         bounds = np.cumsum([0] + [len(s) for s in seqs])
         own, stitched, sq_err, n_err = [], [], 0.0, 0
@@ -213,8 +238,12 @@ def fit_hf(pair: HFPair, samples: Sequence, config: FitConfig | None = None, sam
         if len(seqs) < 2:
             continue
         (sa, na), (sb, nb) = seqs["a"], seqs["b"]
-        length = max(len(sa), len(sb)) if sampling.align == "pad" else min(len(sa), len(sb))
-        sa, na, sb, nb = (align_length(s, length, sampling.align) for s in (sa, na, sb, nb))
+        if callable(sampling.align):
+            index = sampling.mapped(item, len(sa), len(sb))
+            sa, na, length = sa[index], na[:, index], len(sb)
+        else:
+            length = max(len(sa), len(sb)) if sampling.align == "pad" else min(len(sa), len(sb))
+            sa, na, sb, nb = (align_length(s, length, sampling.align) for s in (sa, na, sb, nb))
         pos = select_positions(length, sampling.positions, rng, f"sample {i} (aligned length {length})")
         for side, s, n in (("a", sa, na), ("b", sb, nb)):
             rows[side][0].append(s[pos])

@@ -209,19 +209,3 @@ class HFNetwork:
         return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
                 "modality": self.modality, "features": index, "embedding": self.embedding,
                 "sequence_first": self.sequence_first}
-
-
-def ctc_greedy(vocabulary: Sequence[str], blank: int = 0, word_delimiter: str = "|") -> Callable:
-    """``predict`` for a CTC model: arg-max per frame, repeats merged, blanks dropped."""
-    vocab = list(vocabulary)
-
-    def predict(model, kwargs) -> str:
-        ids = model(**kwargs).logits.argmax(-1)[0].tolist()
-        out, previous = [], None
-        for i in ids:
-            if i != previous and i != blank:
-                out.append(vocab[i])
-            previous = i
-        return " ".join("".join(out).replace(word_delimiter, " ").split())
-
-    return predict
