@@ -32,3 +32,17 @@ def test_corpus_text_is_normalised_and_labelled():
     assert {u.label for u in utts} == {0, 1}
     assert len({(u.voice, u.rate, u.pitch) for u in utts}) > 10
     assert speech_corpus("test", n=20) == utts
+
+
+def test_a_set_is_spoken_the_same_whatever_this_process_synthesised_before():
+    # eSpeak carries state between utterances inside its library; sets are spoken in a fresh process
+    from equivtest.zoo.speech_phrases import _in_fresh_process
+
+    texts, voices = ["by the end you can't", "a good performance"], [["en+klatt2", 160, 50], ["en+klatt5", 140, 40]]
+    first = _in_fresh_process(texts, voices)
+    for text in ("the film is good", "a bad movie about nothing", "this is it"):
+        synthesize(text, "en+klatt3", 170, 60)
+    again = _in_fresh_process(texts, voices)
+    assert len(first) == 2
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)

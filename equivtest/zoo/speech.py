@@ -33,7 +33,7 @@ from ..adapters.hf import HFNetwork, word_error_rate
 from .._threads import torch_threads
 from ..errors import EquivtestError
 from .cache import cached_network, training_lock
-from .speech_phrases import SpeechSet, speech_set, vocabulary
+from .speech_phrases import SYNTHESIS, SpeechSet, speech_set, vocabulary
 from .speech_data import ALPHABET, SAMPLE_RATE
 
 CHARACTERS = ("<pad>", "|", *ALPHABET)  # CTC blank = <pad> = 0
@@ -262,8 +262,8 @@ def speech_networks(n_train: int, n_val: int = 100, seed: int = 0, log=None,
         raise EquivtestError(f"unknown recogniser(s) {sorted(unknown)}; choose from 'wav2vec2', 'speech2text'")
     with training_lock("speech-data"):
         train, val = speech_set("train", n_train, seed, log), speech_set("val", n_val, seed, log)
-    data_key = {"data": "pang-lee-phrases-espeak", "n_train": n_train, "n_val": n_val, "seed": seed,
-                "vocabulary": len(vocabulary())}
+    data_key = {"data": "pang-lee-phrases-espeak", "synthesis": SYNTHESIS, "n_train": n_train, "n_val": n_val,
+                "seed": seed, "vocabulary": len(vocabulary())}
     out = {"train": train, "val": val}
     builders = {"wav2vec2": (wav2vec2_model, WAV2VEC2), "speech2text": (speech2text_model, SPEECH2TEXT)}
     for kind in kinds:

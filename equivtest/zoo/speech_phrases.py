@@ -39,6 +39,26 @@ MIN_WORDS, MAX_WORDS = 3, 5
 DITHER = 0.01
 
 
+# eSpeak NG carries state from one utterance to the next inside its library (measured: the same
+# call gives different audio after other utterances; neither espeak_ng_SetRandSeed, srand nor
+# re-initialising resets it). So each set is spoken in a fresh process: its audio then depends on
+# the set alone, not on what this process synthesised before (a cache filled by another order of
+# runs would otherwise hold other audio under the same key).
+SYNTHESIS = "one fresh process per set"
+
+
+def _synthesize_all(texts: list, voices: list) -> list:
+    return [synthesize(text, *voice) for text, voice in zip(texts, voices)]
+
+
+def _in_fresh_process(texts: list, voices: list) -> list:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_synthesize_all, texts, voices).result()
+
+
 @dataclass(frozen=True)
 class SpeechSet:
     """Utterances with their text, the label of their source sentence and the voice used."""
@@ -101,7 +121,8 @@ def speech_set(split: str, n: int, seed: int = 0, log=None) -> SpeechSet:
         raise EquivtestError(f"the {split} split has {len(items)} phrases; ask for between 1 and {len(items)}")
     items = items[:n]
     key = config_key({"split": split, "n": n, "seed": seed, "vocabulary": VOCABULARY_SIZE, "voices": VOICES,
-                      "rates": RATES, "pitches": PITCHES, "dither": DITHER, "texts": [t for t, _ in items]})
+                      "rates": RATES, "pitches": PITCHES, "dither": DITHER, "texts": [t for t, _ in items],
+                      "synthesis": SYNTHESIS})
     folder = cache_dir() / "speech"
     audio_path, meta_path = folder / f"{split}-{n}-{key}.npz", folder / f"{split}-{n}-{key}.json"
     if audio_path.exists() and meta_path.exists():
@@ -114,11 +135,9 @@ def speech_set(split: str, n: int, seed: int = 0, log=None) -> SpeechSet:
         log(f"synthesising {n} {split} utterances with eSpeak NG (cached afterwards in {folder})")
     rng = np.random.default_rng([seed, ("train", "val", "test").index(split)])
     noise = np.random.default_rng([seed, ("train", "val", "test").index(split), 1])
-    voices, audio = [], []
-    for text, _ in items:
-        voice, rate, pitch = str(rng.choice(VOICES)), int(rng.integers(*RATES)), int(rng.integers(*PITCHES))
-        voices.append([voice, rate, pitch])
-        wave = synthesize(text, voice, rate, pitch)
+    voices = [[str(rng.choice(VOICES)), int(rng.integers(*RATES)), int(rng.integers(*PITCHES))] for _ in items]
+    audio = []
+    for (text, _), wave in zip(items, _in_fresh_process([t for t, _ in items], voices)):
         wave = wave + DITHER * noise.standard_normal(len(wave)).astype(np.float32)
         audio.append((wave / wave.std()).astype(np.float16))
     bounds = np.cumsum([0] + [len(a) for a in audio])
