@@ -24,9 +24,11 @@ def _row(outcome):
     return dict(zip(table.columns, table.rows[0]))
 
 
-@pytest.mark.xfail(reason="measured (CI profile): agreement 0.545 against the thesis's 0.654 and a constant "
-                          "network's 0.515 (XLNet 48.5% positive on the transcripts, stitched 53%); see README, "
-                          "suite speech-sentiment. strict: the day it passes, this turns red and the marker goes",
+@pytest.mark.xfail(reason="measured (CI profile, recogniser trained on 1,600 phrases): agreement 0.640 against the "
+                          "thesis's 0.654 and a constant network's 0.515 (XLNet 48.5% positive on the transcripts, "
+                          "stitched 53.5%); the full profile (`equivtest run speech-sentiment --profile full`, a "
+                          "recogniser trained on 6,400 phrases) reaches 0.6625; see README, suite speech-sentiment. "
+                          "strict: the day the CI profile passes, this turns red and the marker goes",
                    strict=True)
 def test_speech_sentiment_agreement_beats_the_thesis_and_a_constant_network(outcome):
     # the threshold is max(0.654, the target's majority share)
@@ -38,6 +40,7 @@ def test_speech_sentiment_agreement_beats_the_thesis_and_a_constant_network(outc
 def test_speech_sentiment_reports_positive_rates_and_balance(outcome):
     row = _row(outcome)
     assert 0.0 <= row["target positive"] <= 1.0 and 0.0 <= row["stitched positive"] <= 1.0
+    assert 0.0 <= row["target on spoken text"] <= 1.0
     assert row["constant network"] == pytest.approx(max(row["target positive"], 1 - row["target positive"]))
     balance = {t.title: t for t in outcome.tables}["Class balance of the test set"]
     assert [r[0].split(" ")[0] for r in balance.rows] == ["source", "xlnet-small", "wav2vec2-small"]

@@ -41,5 +41,8 @@ def test_speech_sentiment_smoke_runs_one_direction_with_positive_rates(sentiment
     table = [t for t in sentiment_outcome.tables if t.title.startswith("Speech sentiment")][0]
     row = dict(zip(table.columns, table.rows[0]))
     assert row["constant network"] >= 0.5 and np.isfinite(row["stitched positive"])
+    # a share of the test phrases: those where the target's label on the spoken words equals its label on the transcript
+    matches = row["target on spoken text"] * row["test utterances"]
+    assert 0.0 <= row["target on spoken text"] <= 1.0 and matches == pytest.approx(round(matches))
     threshold = result.get("agreement", "a->b").threshold
     assert threshold == pytest.approx(max(0.654, row["constant network"]))
