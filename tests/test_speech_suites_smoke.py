@@ -46,3 +46,10 @@ def test_speech_sentiment_smoke_runs_one_direction_with_positive_rates(sentiment
     assert 0.0 <= row["target on spoken text"] <= 1.0 and matches == pytest.approx(round(matches))
     threshold = result.get("agreement", "a->b").threshold
     assert threshold == pytest.approx(max(0.654, row["constant network"]))
+
+
+def test_speech_sentiment_refuses_an_unknown_protocol_or_alignment_before_any_work():
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        speech_sentiment.run(profile="smoke", protocol="improvised")
+    with pytest.raises(ValueError, match="align must be one of"):
+        speech_sentiment.run(profile="smoke", align="sideways")
