@@ -47,16 +47,34 @@ DITHER = 0.01
 SYNTHESIS = "one fresh process per set"
 
 
-def _synthesize_all(texts: list, voices: list) -> list:
-    return [synthesize(text, *voice) for text, voice in zip(texts, voices)]
-
-
 def _in_fresh_process(texts: list, voices: list) -> list:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """``synthesize(text, *voice)`` for each pair, in a new interpreter (``python -m`` this module:
+    no re-import of the caller's main script, as multiprocessing's spawn would do); the audio
+    comes back through an ``.npz`` file."""
+    import subprocess
+    import sys
+    import tempfile
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_synthesize_all, texts, voices).result()
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "audio.npz")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        done = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(
+            {"texts": texts, "voices": voices, "out": out}), text=True, capture_output=True, env=env)
+        if done.returncode != 0:
+            raise EquivtestError(f"speech synthesis in a fresh process failed: {done.stderr.strip()[-2000:]}")
+        with np.load(out, allow_pickle=False) as z:
+            flat, bounds = z["audio"], z["bounds"]
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def _synthesize_request() -> None:
+    """The fresh process's side: a JSON request on stdin, the audio written to its ``out`` path."""
+    import sys
+
+    request = json.loads(sys.stdin.read())
+    audio = [synthesize(text, *voice) for text, voice in zip(request["texts"], request["voices"])]
+    bounds = np.cumsum([0] + [len(a) for a in audio])
+    np.savez(request["out"], audio=np.concatenate(audio) if audio else np.zeros(0, np.float32), bounds=bounds)
 
 
 @dataclass(frozen=True)
@@ -149,3 +167,7 @@ def speech_set(split: str, n: int, seed: int = 0, log=None) -> SpeechSet:
     atomic_write_bytes(meta_path, json.dumps(meta).encode())
     # the float16 round trip is what a warm run reads, so a cold run returns the same values
     return SpeechSet(meta["texts"], np.asarray(meta["labels"]), voices, [a.astype(np.float32) for a in audio])
+
+
+if __name__ == "__main__":
+    _synthesize_request()
