@@ -94,6 +94,7 @@ class HFSampling:
                                  f"{sorted(set(index[(index < 0) | (index >= length_a)].tolist()))}")
         return index
 
+
 def _with_neighbourhood(net: HFNetwork, sample, nb: GaussianNeighbourhood, rng, batch: int, where: str):
     """The sample's layer sequence ``(T, f)`` and its neighbours' ``(M, T, f)``."""
     x = net.encode(sample, where)
