@@ -156,20 +156,20 @@ class HFFitted:
             raise EquivtestError("a position map pairs B's positions with A's, so it stitches from A into B only; "
                                  "use align='trim', 'pad' or 'resample' to stitch into A")
         src, tgt = self.pair.network(source), self.pair.network(target)
-        xs, xt, seqs = [], [], []
+        xt, seqs, trues = [], [], []
         for i, item in enumerate(inputs):
-            xs.append(src.encode(self.pair.input_for(source, item), f"test input {i} ({src.name})"))
+            xs = src.encode(self.pair.input_for(source, item), f"test input {i} ({src.name})")
             xt.append(tgt.encode(self.pair.input_for(target, item), f"test input {i} ({tgt.name})"))
-            seq = src.sequences(xs[-1][None])[0].numpy()
+            seq = src.sequences(xs[None])[0].numpy()
+            trues.append(tgt.sequences(xt[-1][None])[0].numpy())
             if mapped:  # A's rows at the positions that pair with B's
-                seq = seq[self.sampler.mapped(item, len(seq), len(tgt.sequences(xt[-1][None])[0]))]
+                seq = seq[self.sampler.mapped(item, len(seq), len(trues[-1]))]
             seqs.append(seq)
         predicted = self.transformation.predict(np.concatenate(seqs), to=target)
         bounds = np.cumsum([0] + [len(s) for s in seqs])
         own, stitched, sq_err, n_err = [], [], 0.0, 0
-        for i in range(len(xs)):
+        for i, true in enumerate(trues):
             pred = predicted[bounds[i] : bounds[i + 1]]
-            true = tgt.sequences(xt[i][None])[0].numpy()
             if self.sampler.align == "resample":
                 sq_err += float(np.sum((align_length(pred, len(true), "resample") - true) ** 2))
                 n_err += true.size
