@@ -29,21 +29,14 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
 from equivtest._threads import torch_threads
-from equivtest.adapters.hf import HFNetwork, ctc_collapse, word_error_rate
-from equivtest.adapters.hf.ctc import token_frames
+from equivtest.adapters.hf import HFNetwork, word_error_rate
+from equivtest.adapters.hf.ctc import ctc_emissions, token_frames
 from equivtest.adapters.hf.fit import _with_neighbourhood
 from equivtest.engine import FitConfig
 from equivtest.experiments import speech_sentiment
 from equivtest.sampling import GaussianNeighbourhood
 from equivtest.zoo.speech_phrases import speech_set
 from equivtest.zoo.text import xlnet_network
-
-
-def ctc_emissions(asr: HFNetwork, wave) -> tuple[str, np.ndarray]:
-    """The recogniser's transcript and the frame of each of its characters."""
-    with torch.no_grad():
-        ids = asr.model(**asr.kwargs(asr.encode(wave)[None])).logits[0].argmax(-1).tolist()
-    return ctc_collapse(ids, *asr.predict.ctc)
 
 
 def phrase_rows(asr, tok, audio):

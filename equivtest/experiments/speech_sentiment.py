@@ -38,6 +38,7 @@ import numpy as np
 
 from .._threads import torch_threads
 from ..adapters.hf import HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
+from ..adapters.hf.ctc import waveform_key
 from ..engine import FitConfig
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
@@ -80,7 +81,7 @@ def transcript_map(asr: HFNetwork):
     memo: dict = {}
 
     def asr_transcript(wave) -> str:
-        key = (len(wave), np.asarray(wave[: 64]).tobytes(), float(np.asarray(wave, dtype=np.float64).sum()))
+        key = waveform_key(wave)
         if key not in memo:
             memo[key] = asr.answer(asr.encode(wave))
         return memo[key]

@@ -68,23 +68,39 @@ def token_frames(tokenizer, text: str, frames: np.ndarray, n_frames: int) -> np.
     return np.array([p if p is not None else next(tail) for p in out], dtype=int)
 
 
-def ctc_alignment(asr, tokenizer) -> Callable:
-    """A position map for ``HFSampling(align=...)``: ``(waveform, frames, tokens) -> frame per token``,
-    from ``asr`` (an audio :class:`HFNetwork` that decodes with :func:`ctc_greedy`) and the text
-    network's ``tokenizer``; pair it with ``asr``'s own transcript as the domain map."""
+def waveform_key(wave) -> tuple:
+    """A cheap memo key for one waveform (its length, first values and sum)."""
+    return len(wave), np.asarray(wave[:64]).tobytes(), float(np.asarray(wave, dtype=np.float64).sum())
+
+
+def ctc_emissions(asr, wave) -> tuple[str, np.ndarray]:
+    """``asr``'s greedy CTC transcript of ``wave`` and, per character, the frame that emitted it
+    (``asr`` decodes with :func:`ctc_greedy`, whose vocabulary this reads)."""
+    decoding = _decoding(asr)
+    with torch.no_grad():
+        ids = asr.model(**asr.kwargs(asr.encode(wave)[None])).logits.argmax(-1)[0].tolist()
+    return ctc_collapse(ids, *decoding)
+
+
+def _decoding(asr) -> tuple:
     decoding = getattr(asr.predict, "ctc", None)
     if decoding is None:
         raise EquivtestError(f"network {asr.name!r} does not decode with ctc_greedy(...); a CTC alignment needs "
                              "the recogniser's CTC vocabulary (give it predict=ctc_greedy(vocabulary))")
-    vocab, blank, word_delimiter = decoding
+    return decoding
+
+
+def ctc_alignment(asr, tokenizer) -> Callable:
+    """A position map for ``HFSampling(align=...)``: ``(waveform, frames, tokens) -> frame per token``,
+    from ``asr`` (an audio :class:`HFNetwork` that decodes with :func:`ctc_greedy`) and the text
+    network's ``tokenizer``; pair it with ``asr``'s own transcript as the domain map."""
+    _decoding(asr)  # a network without a CTC decoder is refused here, before any work
     memo: dict = {}
 
     def positions(wave, n_frames: int, n_tokens: int) -> np.ndarray:
-        key = (len(wave), np.asarray(wave[:64]).tobytes(), float(np.asarray(wave, dtype=np.float64).sum()))
+        key = waveform_key(wave)
         if key not in memo:
-            with torch.no_grad():
-                ids = asr.model(**asr.kwargs(asr.encode(wave)[None])).logits.argmax(-1)[0].tolist()
-            memo[key] = ctc_collapse(ids, vocab, blank, word_delimiter)
+            memo[key] = ctc_emissions(asr, wave)
         text, frames = memo[key]
         index = token_frames(tokenizer, text, frames, n_frames)
         if len(index) != n_tokens:
