@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from .._threads import torch_threads
-from ..adapters.hf import HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
+from ..adapters.hf import ALIGNMENTS, HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
 from ..adapters.hf.ctc import waveform_key
 from ..engine import FitConfig
 from ..report.tables import ResultTable
@@ -62,7 +62,7 @@ PROFILES = {
 }
 DELTA = 0.05
 LAYERS = {"asr": "wav2vec2.encoder.layer_norm", "text": "transformer.word_embedding"}
-ALIGNS = ("trim", "pad", "resample", "ctc")
+ALIGNS = (*ALIGNMENTS, "ctc")
 # "aligned" (default): the recogniser's own alignment into XLNet's embedding output, smoothed interpolation
 # (token embeddings repeat exactly), epsilon from the 40th neighbour (token rows repeat, so the 10th nearest
 # is often at distance 0), the profile's eigenvectors. "thesis": section 4.5 as written: A trimmed to B's
@@ -133,9 +133,9 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     settings = {**PROTOCOLS[protocol], **({"align": align} if align else {})}
     if settings["align"] not in ALIGNS:
         raise ValueError(f"align must be one of {ALIGNS}, got {settings['align']!r}")
+    # the protocol's settings (eigenvectors included, where it fixes them) over the profile's sizes;
+    # a profile's own epsilon_k (smoke: too few rows for 40) over the protocol's
     cfg = {**PROFILES[profile], **settings, "protocol": protocol}
-    if "n_eigenvectors" in PROTOCOLS[protocol]:
-        cfg["n_eigenvectors"] = PROTOCOLS[protocol]["n_eigenvectors"]
     cfg["epsilon_k"] = PROFILES[profile].get("epsilon_k", settings["epsilon_k"])
     t0 = time.perf_counter()
     with torch_threads(1):  # one input at a time: a second thread only waits on a busy 2-core machine
