@@ -47,6 +47,19 @@ DITHER = 0.01
 SYNTHESIS = "one fresh process per set"
 
 
+def _save_waves(path, waves: list) -> None:
+    """Waveforms of different lengths as one ``.npz``: all values end to end, and the bounds."""
+    bounds = np.cumsum([0] + [len(w) for w in waves])
+    flat = np.concatenate(waves) if waves else np.zeros(0, np.float32)
+    np.savez(path, audio=flat, bounds=bounds)
+
+
+def _load_waves(path) -> list:
+    with np.load(path, allow_pickle=False) as z:
+        flat, bounds = z["audio"], z["bounds"]
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
 def _in_fresh_process(texts: list, voices: list) -> list:
     """``synthesize(text, *voice)`` for each pair, in a new interpreter (``python -m`` this module:
     no re-import of the caller's main script, as multiprocessing's spawn would do); the audio
@@ -62,9 +75,7 @@ def _in_fresh_process(texts: list, voices: list) -> list:
             {"texts": texts, "voices": voices, "out": out}), text=True, capture_output=True, env=env)
         if done.returncode != 0:
             raise EquivtestError(f"speech synthesis in a fresh process failed: {done.stderr.strip()[-2000:]}")
-        with np.load(out, allow_pickle=False) as z:
-            flat, bounds = z["audio"], z["bounds"]
-    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+        return _load_waves(out)
 
 
 def _synthesize_request() -> None:
@@ -72,9 +83,7 @@ def _synthesize_request() -> None:
     import sys
 
     request = json.loads(sys.stdin.read())
-    audio = [synthesize(text, *voice) for text, voice in zip(request["texts"], request["voices"])]
-    bounds = np.cumsum([0] + [len(a) for a in audio])
-    np.savez(request["out"], audio=np.concatenate(audio) if audio else np.zeros(0, np.float32), bounds=bounds)
+    _save_waves(request["out"], [synthesize(text, *voice) for text, voice in zip(request["texts"], request["voices"])])
 
 
 @dataclass(frozen=True)
@@ -145,9 +154,7 @@ def speech_set(split: str, n: int, seed: int = 0, log=None) -> SpeechSet:
     audio_path, meta_path = folder / f"{split}-{n}-{key}.npz", folder / f"{split}-{n}-{key}.json"
     if audio_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        with np.load(audio_path, allow_pickle=False) as z:
-            flat, bounds = z["audio"], z["bounds"]
-        audio = [flat[bounds[i] : bounds[i + 1]].astype(np.float32) for i in range(n)]
+        audio = [w.astype(np.float32) for w in _load_waves(audio_path)]
         return SpeechSet(meta["texts"], np.asarray(meta["labels"]), meta["voices"], audio)
     if log:
         log(f"synthesising {n} {split} utterances with eSpeak NG (cached afterwards in {folder})")
@@ -158,10 +165,9 @@ def speech_set(split: str, n: int, seed: int = 0, log=None) -> SpeechSet:
     for (text, _), wave in zip(items, _in_fresh_process([t for t, _ in items], voices)):
         wave = wave + DITHER * noise.standard_normal(len(wave)).astype(np.float32)
         audio.append((wave / wave.std()).astype(np.float16))
-    bounds = np.cumsum([0] + [len(a) for a in audio])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{audio_path.stem}.tmp{os.getpid()}.npz"
-    np.savez(tmp, audio=np.concatenate(audio), bounds=bounds)
+    _save_waves(tmp, audio)
     os.replace(tmp, audio_path)
     meta = {"texts": [t for t, _ in items], "labels": [l for _, l in items], "voices": voices}
     atomic_write_bytes(meta_path, json.dumps(meta).encode())
