@@ -21,6 +21,7 @@ CRITERIA = {
     "word_agreement": (True, "1 - word error rate of the stitched network's transcripts against the target's own"),
     "diffusion_residual": (False, "MSE of aligned vs. true diffusion coordinates of the samples"),
     "neighbour_overlap": (True, "share of each sample's nearest samples (Mahalanobis) that both networks agree on"),
+    "kernel_components": (False, "diffusion-map eigenvalues within 1e-6 of 1: pieces the kernel graph falls into (1: connected)"),
     "whitney": (True, "narrowest width up to the layer, against 2d+1"),
     "accuracy_drop": (False, "target network's own test accuracy minus the stitched network's (a suite's labels)"),
     "null_activation_mse": (False, "activation MSE of a fit on randomly re-paired samples (median over shuffles)"),

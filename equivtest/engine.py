@@ -15,6 +15,7 @@ import numpy as np
 
 from .capture import capture, capture_neighbourhoods, forward_batched, layer_widths
 from .criteria import EquivalenceResult, criterion
+from .errors import FitConfigError
 from .geometry import DEFAULT_RCOND
 from .pairs import NetworkPair
 from .sampling import Sampler, SampleSet
@@ -34,16 +35,22 @@ class FitConfig:
     epsilon: float | str = "median"
     epsilon_k: int = 10
     rcond: float = DEFAULT_RCOND
+    covariance_ridge: float = 0.0
     k_neighbours: int | None = None
     smoothing: float = 0.0
     rbf_kernel: str = "thin_plate_spline"
     rbf_neighbors: int | None = None
     kernel_device: str | None = None
     batch_size: int = 8192
+    # Fit on at most this many rows, drawn at random (seeded by the sampler). A sliced
+    # sequence layer gives samples x slices rows; drawing rows from many samples covers
+    # the inputs better than every slice of a few samples at the same kernel cost.
+    max_rows: int | None = None
 
     def transformation(self, names: tuple[str, str]) -> Transformation:
         params = asdict(self)
         params.pop("batch_size")
+        params.pop("max_rows")
         return Transformation(**params, names=names)
 
 
@@ -118,7 +125,7 @@ class FittedPair:
                 found.append(criterion("agreement", direction, agree))
             else:
                 found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
-        found.extend(self.transformation.overlap_criterion())
+        found.extend(self.transformation.geometry_criteria())
         found.extend(self.whitney())
         if stage:
             stage("reference measures")
@@ -216,6 +223,7 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
             progress=_throttled_progress(stage, f"capturing {pair.names[0 if side == 'a' else 1]}"),
         )
         timings[f"capture_{side}_s"] = time.perf_counter() - t
+    activations = _draw_rows(activations, config.max_rows, sampler.seed, stage)
     if stage:
         stage("fitting the transformation")
     t = time.perf_counter()
@@ -223,3 +231,16 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
     timings["fit_s"] = time.perf_counter() - t
     return FittedPair(pair, sampler, config, samples, transformation, activations, timings)
 
+
+
+def _draw_rows(activations: dict, max_rows: int | None, seed: int, stage: Stage | None = None) -> dict:
+    """The same ``max_rows`` random rows of both networks' activations (all rows if fewer)."""
+    n = len(activations["a"][0])
+    if max_rows is None or n <= int(max_rows):
+        return activations
+    if int(max_rows) < 2:
+        raise FitConfigError(f"max_rows must be at least 2, got {max_rows}")
+    rows = np.sort(np.random.default_rng(seed).choice(n, int(max_rows), replace=False))
+    if stage:
+        stage(f"fitting on {len(rows)} of {n} rows, drawn at random")
+    return {side: (samples[rows], neighbourhoods[rows]) for side, (samples, neighbourhoods) in activations.items()}

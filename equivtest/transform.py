@@ -22,6 +22,7 @@ from .geometry import DEFAULT_RCOND, diffusion_coordinates, neighbour_overlap
 from .geometry.covariance import neighbourhood_precision_factors
 
 SIDES = ("a", "b")
+COMPONENT_TOL = 1e-6  # an eigenvalue this close to 1 marks one more piece of the kernel graph
 
 
 def procrustes_alignment(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -50,6 +51,10 @@ class _Checked:
         return as_finite_float64(self.neighbourhoods[rows], f"neighbourhood activations of network {self.label}", ndim=3)
 
 
+# scipy's default polynomial degree per kernel (its minimum; 0 for the others)
+POLYNOMIAL_DEGREE = {"thin_plate_spline": 1, "cubic": 1, "quintic": 2}
+
+
 class PrincipalRBF:
     """``RBFInterpolator`` on the principal axes of its inputs.
 
@@ -59,7 +64,8 @@ class PrincipalRBF:
     coordinates, and the interpolant goes wild between samples. Rotating the centred
     inputs onto their principal axes and dropping axes whose singular value is below
     ``rtol`` of the largest removes that degeneracy without changing the data. A local
-    interpolant (``neighbors``) keeps at most ``neighbors // 2`` axes, the largest.
+    interpolant (``neighbors``) whose kernel needs a linear polynomial keeps at most
+    ``neighbors // 2`` axes, the largest.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, kernel: str, smoothing: float, neighbors: int | None = None,
@@ -67,8 +73,9 @@ class PrincipalRBF:
         self.mean_ = x.mean(axis=0)
         _, s, vt = np.linalg.svd(x - self.mean_, full_matrices=False)
         keep = int(np.sum(s > rtol * s[0])) if s[0] > 0 else 1
-        if neighbors is not None:
-            # a local thin plate spline's linear part needs more neighbours than dimensions
+        if neighbors is not None and POLYNOMIAL_DEGREE.get(kernel, 0) >= 1:
+            # a local thin plate spline's linear part needs more neighbours than dimensions;
+            # a kernel with a constant polynomial (linear, gaussian, ...) needs no cut
             keep = max(1, min(keep, int(neighbors) // 2))
         self.axes_ = vt[:keep].T
         self.interpolator_ = RBFInterpolator(self._project(x), y, kernel=kernel, smoothing=smoothing, neighbors=neighbors)
@@ -77,7 +84,16 @@ class PrincipalRBF:
         return (x - self.mean_) @ self.axes_
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.interpolator_(self._project(np.asarray(x, dtype=np.float64)))
+        try:
+            return self.interpolator_(self._project(np.asarray(x, dtype=np.float64)))
+        except np.linalg.LinAlgError as exc:
+            # a local interpolant solves its small systems here, at evaluation
+            raise FitConfigError(
+                f"local RBF interpolation failed ({exc}): some of the nearest interpolation nodes of an "
+                "input coincide (samples with the same activations or the same diffusion coordinates, "
+                "as in a kernel graph that falls into pieces; see kernel_components). Set smoothing > 0 "
+                "(e.g. 1e-8), raise covariance_ridge or epsilon_k, or use more neighbours"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,13 @@ class Transformation:
         median squared distance to the ``epsilon_k``-th nearest sample.
     rcond
         Relative cut-off of the neighbourhood covariances' eigenvalues before inversion.
+    covariance_ridge
+        Added to the kept eigenvalues of every neighbourhood covariance before inversion,
+        as a multiple of the median per-feature neighbourhood variance (0: none, the
+        thesis). Where a layer saturates for some samples, their covariances are tiny, the
+        plain inverse makes their distance to every other sample huge, and the kernel
+        graph falls apart into pieces (eigenvalue 1 repeated); a ridge of about 1 bounds
+        those distances. See ``kernel_components``.
     k_neighbours
         If given, a sparse kernel over this many nearest neighbours instead of a dense one.
     kernel_device
@@ -120,6 +143,7 @@ class Transformation:
         epsilon: float | str = "median",
         epsilon_k: int = 10,
         rcond: float = DEFAULT_RCOND,
+        covariance_ridge: float = 0.0,
         k_neighbours: int | None = None,
         smoothing: float = 0.0,
         rbf_kernel: str = "thin_plate_spline",
@@ -131,6 +155,7 @@ class Transformation:
         self.epsilon = epsilon
         self.epsilon_k = epsilon_k
         self.rcond = rcond
+        self.covariance_ridge = covariance_ridge
         self.k_neighbours = k_neighbours
         self.smoothing = smoothing
         self.rbf_kernel = rbf_kernel
@@ -145,6 +170,7 @@ class Transformation:
             "epsilon": self.epsilon,
             "epsilon_k": self.epsilon_k,
             "rcond": self.rcond,
+            "covariance_ridge": self.covariance_ridge,
             "k_neighbours": self.k_neighbours,
             "smoothing": self.smoothing,
             "rbf_kernel": self.rbf_kernel,
@@ -197,7 +223,7 @@ class Transformation:
         if stage:
             stage(f"network {label}: neighbourhood covariances")
         # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
-        factors = neighbourhood_precision_factors(_Checked(neighbourhoods, label), self.rcond)
+        factors = neighbourhood_precision_factors(_Checked(neighbourhoods, label), self.rcond, ridge=self.covariance_ridge)
         if stage:
             stage(f"network {label}: Mahalanobis kernel and diffusion maps ({len(samples)} samples)")
         dc = diffusion_coordinates(
@@ -328,6 +354,28 @@ class Transformation:
         n, k = len(self.side_a_.activations), self.overlap_neighbours_
         return [criterion("neighbour_overlap", "a<->b", self.neighbour_overlap_,
                           f"{k} nearest samples by Mahalanobis distance; unrelated geometries give about {k / (n - 1):.3g}")]
+
+    def geometry_criteria(self) -> list:
+        """What the fit says about the two kernel graphs: ``neighbour_overlap`` and ``kernel_components``."""
+        return self.overlap_criterion() + self.component_criteria()
+
+    def component_criteria(self) -> list:
+        """``kernel_components`` per network: how many eigenvalues equal 1 (to 1e-6).
+
+        A connected kernel graph has one (the constant eigenvector); more mean the graph
+        falls into pieces and the eigenvectors beyond the first only say which piece a
+        sample is in (up to ``n_eigenvectors``, so this is a lower bound). Raise epsilon
+        (``epsilon_k``) or ``covariance_ridge`` until it is 1.
+        """
+        from .criteria import criterion
+
+        self._check_fitted()
+        found = []
+        for side, fit in (("a", self.side_a_), ("b", self.side_b_)):
+            count = int(np.sum(np.abs(fit.eigenvalues) > 1.0 - COMPONENT_TOL))
+            note = "connected" if count == 1 else f"at least {count} pieces: the eigenvectors mark pieces, not directions"
+            found.append(criterion("kernel_components", side, float(count), f"of {len(fit.eigenvalues)} eigenvalues; {note}"))
+        return found
 
     def diffusion_residual(self) -> dict[str, float]:
         """Mean squared difference between aligned and true diffusion coordinates, per direction."""

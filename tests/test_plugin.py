@@ -169,11 +169,15 @@ def test_self_pair_passes_and_the_summary_lists_the_criteria(project):
     assert "equivtest: equivalence criteria" in out
     rows = summary_rows(out, "self-pair")
     # activation_mse, output_mse and diffusion_residual in both directions, the neighbour
-    # overlap, whitney for a and b, and the reference measures: cka, cka_debiased,
-    # procrustes_distance, and a linear stitch (activation and output MSE) in both directions.
-    assert len(rows) == 16, out
+    # overlap, kernel_components and whitney for a and b, and the reference measures: cka,
+    # cka_debiased, procrustes_distance, and a linear stitch (activation and output MSE) in
+    # both directions.
+    assert len(rows) == 18, out
     assert any("cka" in r and "a<->b" in r for r in rows)
     assert any("neighbour_overlap" in r and "a<->b" in r for r in rows)
+    for side in ("a", "b"):  # the 1d grid's kernel graph is connected
+        row = next(r for r in rows if "kernel_components" in r and f" {side} " in r)
+        assert re.search(r"│\s+1 │", row), row
     for direction in ("a->b", "b->a"):
         row = next(r for r in rows if "activation_mse" in r and direction in r)
         assert "≤ 1e-06" in row and "pass" in row, row

@@ -157,3 +157,36 @@ def test_sequence_length_mismatch_between_networks_is_an_error():
     )
     with pytest.raises(ActivationError, match="same number of slices per input"):
         fit_pair(pair, sampler, FitConfig())
+
+
+def test_max_rows_draws_the_same_rows_of_both_networks():
+    # A network against a neuron-permuted copy of itself, fitted on 150 of 400 slice rows:
+    # row i of B must still be row i of A, permuted; and the fit still maps A onto B.
+    net = ConvNet(seed=3)
+    perm = np.random.default_rng(0).permutation(6)
+    twin = ConvNet(seed=3)
+    with torch.no_grad():
+        twin.conv.weight.copy_(net.conv.weight[perm])
+        twin.conv.bias.copy_(net.conv.bias[perm])
+    sampler = Sampler(DatasetPoints(smooth_sequences(200), 200), GaussianNeighbourhood(32, 1e-4), seed=0)
+    spec = LayerSpec("act", layout="bfs", slice_length=10)
+    fitted = fit_pair(NetworkPair(net, twin, spec, spec), sampler, FitConfig(n_eigenvectors=4, max_rows=150))
+    (sa, na), (sb, nb) = fitted.activations["a"], fitted.activations["b"]
+    assert sa.shape == (150, 60) and na.shape == (150, 32, 60) and sb.shape == (150, 60)
+    # features of a slice are (position, neuron) pairs: permute the neuron axis of A's rows
+    moved = sa.reshape(150, 10, 6)[..., perm].reshape(150, 60)
+    np.testing.assert_allclose(moved, sb, atol=1e-6)
+    np.testing.assert_allclose(na.reshape(150, 32, 10, 6)[..., perm].reshape(150, 32, 60), nb, atol=1e-6)
+    test = smooth_sequences(399)[1::2][::5]
+    result = fitted.evaluate(test, null_shuffles=2)
+    # measured: null ratio 6.3e-3, as with every slice of 75 samples (150 rows, 6.3e-3);
+    # a fit whose rows of B were not those of A would sit near 1
+    assert result.value("null_ratio", "a->b") < 0.05
+
+
+def test_max_rows_below_two_is_refused():
+    net = ConvNet(seed=3)
+    sampler = Sampler(DatasetPoints(smooth_sequences(20), 20), GaussianNeighbourhood(8, 1e-4), seed=0)
+    spec = LayerSpec("act", layout="bfs", slice_length=10)
+    with pytest.raises(EquivtestError, match="max_rows must be at least 2"):
+        fit_pair(NetworkPair(net, net, spec, spec), sampler, FitConfig(n_eigenvectors=3, max_rows=1))

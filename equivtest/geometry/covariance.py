@@ -48,7 +48,7 @@ def neighbourhood_covariances(neighbourhood_activations) -> np.ndarray:
 _COV_BLOCK_BYTES = 2**20
 
 
-def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
+def precision_factors(covariances, rcond: float = DEFAULT_RCOND, ridge: float = 0.0) -> np.ndarray:
     """Factors ``L_i`` (shape ``(N, F, r)``) with ``L_i L_i^T`` the truncated pseudo-inverse of ``C_i``.
 
     Eigenvalues below ``rcond`` times the largest eigenvalue of the same covariance are
@@ -57,7 +57,15 @@ def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
     largest), whose plain pseudo-inverse has entries near 1e18 and makes every
     distance explode. ``r`` is the largest rank kept over all samples; factors of
     lower rank are padded with zero columns.
+
+    ``ridge`` (an absolute variance, >= 0) is added to every kept eigenvalue before
+    inversion: ``L_i L_i^T = U (S + ridge)^-1 U^T`` on the kept directions.
     """
+    return _scaled_factors(*_truncated_eigh(covariances, rcond), ridge)
+
+
+def _truncated_eigh(covariances, rcond: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top ``r`` eigenpairs of each covariance and which of them pass the ``rcond`` cut-off."""
     cov = np.asarray(covariances, dtype=np.float64)
     if not 0 <= rcond < 1:
         raise FitConfigError(f"rcond must lie in [0, 1), got {rcond}")
@@ -71,8 +79,13 @@ def precision_factors(covariances, rcond: float = DEFAULT_RCOND) -> np.ndarray:
             "same activation. The layer is saturated or constant there; raise delta or pick another layer"
         )
     rank = int(keep.sum(axis=1).max())
-    evals, evecs, keep = evals[:, -rank:], evecs[:, :, -rank:], keep[:, -rank:]
-    scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, evals, 1.0)), 0.0)
+    return evals[:, -rank:], evecs[:, :, -rank:], keep[:, -rank:]
+
+
+def _scaled_factors(evals: np.ndarray, evecs: np.ndarray, keep: np.ndarray, ridge: float) -> np.ndarray:
+    if not ridge >= 0:
+        raise FitConfigError(f"the covariance ridge must be >= 0, got {ridge}")
+    scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, evals, 1.0) + ridge), 0.0)
     return evecs * scale[:, None, :]
 
 
@@ -103,34 +116,45 @@ def pseudo_inverses(factors: np.ndarray) -> np.ndarray:
 CHUNK_BYTES = 512 * 2**20  # float64 neighbourhood activations converted at a time
 
 
-def neighbourhood_precision_factors(neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096) -> np.ndarray:
+def neighbourhood_precision_factors(
+    neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096, ridge: float = 0.0
+) -> np.ndarray:
     """Covariances and truncated precision factors, ``chunk`` samples at a time.
 
     ``chunk`` shrinks so that one chunk's activations take at most ``CHUNK_BYTES`` in
     float64: 2,600 neighbourhoods of 1024 x 400 values (the vibration suite's full
     profile) would otherwise be converted whole, 8.5 GB on top of the capture.
 
-    Same result as ``precision_factors(neighbourhood_covariances(nb), rcond)``, but the
-    ``(N, F, F)`` covariances never exist at once, and ``neighbourhood_activations`` may
-    be anything that slices along its first axis into ``(n, M, F)`` arrays (an array, a
-    ``numpy.memmap``, or a lazy object that captures each chunk when asked), so the
-    ``(N, M, F)`` neighbourhood activations need not fit in memory either.
+    Same result as ``precision_factors(neighbourhood_covariances(nb), rcond, ridge * v)``,
+    where ``v`` is the median over samples of the mean per-feature variance of the
+    neighbourhood (``trace(C_i) / F``): ``ridge`` is relative, so it means the same for a
+    layer whatever its scale. The ``(N, F, F)`` covariances never exist at once, and
+    ``neighbourhood_activations`` may be anything that slices along its first axis into
+    ``(n, M, F)`` arrays (an array, a ``numpy.memmap``, or a lazy object that captures each
+    chunk when asked), so the ``(N, M, F)`` neighbourhood activations need not fit in memory either.
     """
     n = len(neighbourhood_activations)
     if n == 0:
         raise FitConfigError("no neighbourhoods given; capture at least one sample")
+    if not ridge >= 0:
+        raise FitConfigError(f"the covariance ridge must be >= 0, got {ridge}")
     shape = getattr(neighbourhood_activations, "shape", None)
     if shape is not None and len(shape) == 3:
         chunk = max(1, min(int(chunk), CHUNK_BYTES // (8 * int(shape[1]) * int(shape[2]) or 1)))
-    parts, rank = [], 0
+    parts, variances, rank = [], [], 0
     for start in range(0, n, int(chunk)):
-        factors = precision_factors(neighbourhood_covariances(neighbourhood_activations[start : start + int(chunk)]), rcond)
-        rank = max(rank, factors.shape[2])
-        parts.append(factors)
-    f = parts[0].shape[1]
+        cov = neighbourhood_covariances(neighbourhood_activations[start : start + int(chunk)])
+        variances.append(np.trace(cov, axis1=1, axis2=2) / cov.shape[1])
+        evals, evecs, keep = _truncated_eigh(cov, rcond)
+        rank = max(rank, evals.shape[1])
+        parts.append((evals, evecs, keep))
+    # the ridge needs every sample's variance, so the factors are scaled after the pass
+    absolute = float(ridge) * float(np.median(np.concatenate(variances))) if ridge else 0.0
+    f = parts[0][1].shape[1]
     out = np.zeros((n, f, rank))
     start = 0
-    for factors in parts:
+    for evals, evecs, keep in parts:
+        factors = _scaled_factors(evals, evecs, keep, absolute)
         # factors keep their top eigen-directions last; align them to the right
         out[start : start + len(factors), :, rank - factors.shape[2] :] = factors
         start += len(factors)

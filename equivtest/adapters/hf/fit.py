@@ -207,7 +207,7 @@ class HFFitted:
             found.append(criterion("agreement", direction, agree, f"target input: {target_input}"))
             if self.pair.task == "transcription":
                 found.append(criterion("word_agreement", direction, word_agreement(out["own"], out["stitched"])))
-        found.extend(self.transformation.overlap_criterion())
+        found.extend(self.transformation.geometry_criteria())
         result = EquivalenceResult(self.pair.name, found, {"n_test": len(test_inputs), "target_input": target_input})
         if thresholds:
             result = result.with_thresholds(thresholds)
