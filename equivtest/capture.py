@@ -164,8 +164,13 @@ def capture_neighbourhoods(
     R is N, or N times the slices per input for a sliced sequence layer: slice k of
     sample i is row ``i * slices + k``, and its neighbourhood is slice k of sample i's
     neighbours.
+
+    The neighbourhood activations, by far the largest array of a fit, are kept in float32
+    when the network computes in 32 bits or fewer: every value came out of it in that
+    precision, so nothing is lost (the sample activations stay float64, like ``capture``'s).
     """
     n, m = neighbourhoods.shape[:2]
+    nb_dtype = np.float64 if model_dtype(model) == torch.float64 else np.float32
     flat = np.concatenate([samples, neighbourhoods.reshape(n * m, *neighbourhoods.shape[2:])])
     out = {}
 
@@ -175,7 +180,7 @@ def capture_neighbourhoods(
         stride = rows.shape[0] // count
         if not out:
             out["samples"] = np.empty((n * stride, rows.shape[1]))
-            out["nb"] = np.empty((n * stride, m, rows.shape[1]))
+            out["nb"] = np.empty((n * stride, m, rows.shape[1]), dtype=nb_dtype)
         rows = rows.numpy().reshape(count, stride, -1)
         k = np.arange(start, start + count)
         own = k < n
