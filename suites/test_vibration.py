@@ -50,10 +50,36 @@ def test_accuracy_drop_criteria_equal_the_tables(outcome):
             assert result.value("accuracy_drop", direction) == pytest.approx(drop)
 
 
+def test_stitched_into_the_lstm_loses_at_most_0_01_at_every_slice_length(outcome):
+    # measured (ci): drops -0.079, -0.065, -0.049, -0.038: the stitched networks are MORE
+    # accurate than the LSTM, with agreement 0.90-0.91 (see the README on what that means)
+    for result in outcome.results:
+        assert result.value("accuracy_drop", "b->a") <= vibration.MAX_DROP["lstm"], result.pair
+
+
+def test_stitched_into_the_transformer_beats_the_thesis_best_drop(outcome):
+    # measured (ci): best drop 0.087 at p = 10 (thesis: 0.123 at p = 10)
+    assert vibration.best_drops(outcome)["transformer"] < vibration.MAX_DROP["transformer"]
+
+
+def test_every_fit_keeps_one_connected_kernel_graph_for_the_transformer(outcome):
+    # the LSTM at p = 1 (a scalar per row) still has a few pieces: reported, not asserted
+    for result in outcome.results:
+        assert result.value("kernel_components", "b") == 1.0, result.pair
+        if result.pair != "vibration-p1":
+            assert result.value("kernel_components", "a") == 1.0, result.pair
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 9's bar is not met: measured (ci profile) stitched accuracy 0.48-0.73 into the LSTM (own 0.882) "
-    "and 0.51-0.59 into the transformer (own 0.968); see the README's vibration section. strict: this "
-    "turns red the day the bar is met, so the marker cannot outlive the shortfall."))
-def test_stitched_networks_meet_the_issue_bar(outcome):
+    "the issue's aim, a drop below 0.05 into the transformer, is not reached: best 0.087 (ci profile, p = 10); "
+    "a supervised k-nearest-neighbour or ridge map of the same slices reaches 0.08-0.10 (README, suite vibration)"))
+def test_stitched_into_the_transformer_reaches_the_aim_of_0_05(outcome):
+    assert vibration.best_drops(outcome)["transformer"] < vibration.AIM_DROP["transformer"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "at p = 1 the stitched transformer drops 0.199, the thesis's 0.187 (ci profile); p = 25, 10 and 2 do "
+    "better than the thesis. strict: this turns red the day every slice length matches the thesis"))
+def test_every_fit_meets_its_thresholds(outcome):
     failures = [f for r in outcome.results for f in r.failures()]
     assert not failures, "\n".join(str(f) for f in failures)

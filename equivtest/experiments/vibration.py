@@ -47,17 +47,45 @@ LAYERS = {
     "transformer": dict(path="encoder", layout="bsf", neurons=slice(None, None, 4)),
 }
 PROFILES = {
-    "ci": {"samples": 200, "max_rows": 800, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 10},
-    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 35},
+    "ci": {"samples": 200, "max_rows": 2000, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 40},
+    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 40},
 }
+# Departures from the thesis's fit, each measured (README, suite vibration):
+# - a covariance ridge of 1 (median per-feature variance): without it the LSTM's
+#   saturated windows sit at huge Mahalanobis distances from all others and the kernel
+#   graph falls into dozens of pieces (eigenvalue 1 repeated);
+# - local linear RBF interpolants over 10 neighbours: the global thin plate spline
+#   extrapolates wildly on test windows (activation MSE up to 1e17);
+# - at most max_rows rows drawn at random from all samples' slices, where the thesis
+#   took every slice of each sample (up to 65,000 rows at p = 1).
+# - smoothing 1e-8: where the kernel graph still has a few pieces (the LSTM at p = 1),
+#   their samples share diffusion coordinates and a local system would be singular.
+FIT = {"covariance_ridge": 1.0, "rbf_kernel": "linear", "rbf_neighbors": 10, "smoothing": 1e-8}
 # Tables 4.1 and 4.2: accuracy of the untouched network and of the stitched ones.
 THESIS_ACCURACY = {
     "lstm": {"own": 0.8789, 25: 0.8740, 10: 0.8760, 2: 0.8828, 1: 0.8604},
     "transformer": {"own": 0.9658, 25: 0.8184, 10: 0.8428, 2: 0.7988, 1: 0.7793},
 }
-# The issue's bar, as accuracy drops (own - stitched): into the LSTM within 0.01; into
-# the transformer below the thesis's best drop, 0.9658 - 0.8428.
+# The issue's bar, as accuracy drops (own - stitched): into the LSTM at most 0.01 at every
+# slice length; into the transformer, at the best slice length, below the thesis's best
+# drop (0.9658 - 0.8428 = 0.123), aiming for 0.05.
 MAX_DROP = {"lstm": 0.01, "transformer": 0.9658 - 0.8428}
+AIM_DROP = {"transformer": 0.05}
+
+
+def thesis_drop(target: str, p: int) -> float:
+    return THESIS_ACCURACY[target]["own"] - THESIS_ACCURACY[target][p]
+
+
+def drop_thresholds(p: int) -> dict:
+    """Per fit: into the LSTM the issue's 0.01; into the transformer no worse than the thesis at the same p."""
+    return {"b->a": MAX_DROP["lstm"], "a->b": thesis_drop("transformer", p)}
+
+
+def best_drops(outcome) -> dict[str, float]:
+    """The smallest accuracy drop over the slice lengths, per target (what the issue's bar compares)."""
+    return {target: min(r.value("accuracy_drop", direction) for r in outcome.results)
+            for target, direction in (("lstm", "b->a"), ("transformer", "a->b"))}
 # The Whitney check is reported, not asserted: the input windows are 200 noisy values,
 # and the local-PCA dimension of such samples says little about the slices' manifold.
 THRESHOLDS = {"whitney": None}
@@ -98,16 +126,13 @@ def pair(p: int, lstm, transformer, summaries: dict | None = None) -> NetworkPai
     )
 
 
-def n_samples(profile: dict, p: int) -> int:
-    return int(min(profile["samples"], profile["max_rows"] * p // WINDOW))
-
-
 def sampler(windows: np.ndarray, n: int, neighbourhood: int, seed: int = 0) -> Sampler:
     return Sampler(DatasetPoints(windows, n), GaussianNeighbourhood(neighbourhood, DELTA), seed=seed)
 
 
 def config(profile: dict) -> FitConfig:
-    return FitConfig(n_eigenvectors=profile["n_eigenvectors"], epsilon_k=profile["epsilon_k"])
+    return FitConfig(n_eigenvectors=profile["n_eigenvectors"], epsilon_k=profile["epsilon_k"],
+                     max_rows=profile["max_rows"], **FIT)
 
 
 def _tables(rows: dict, n_test: int, balance: float, profile_name: str) -> list[ResultTable]:
@@ -146,11 +171,12 @@ def run(
     test_x, test_y = splits.test
     rows: dict[str, list] = {"lstm": [], "transformer": []}
     results, records, timings = [], [], {"networks_s": time.perf_counter() - t0}
-    per_fit = []
+    balance = float(np.mean(test_y == 1))
     for p in slice_lengths:
-        n = n_samples(settings, p)
+        n = settings["samples"]
         if stage:
-            stage(f"slice length {p}: {n} samples x {WINDOW // p} slices, neighbourhoods of {settings['neighbourhood']}")
+            stage(f"slice length {p}: {n} samples x {WINDOW // p} slices (at most {settings['max_rows']} rows), "
+                  f"neighbourhoods of {settings['neighbourhood']}")
         t = time.perf_counter()
         fitted = fit_pair(
             pair(p, lstm, transformer, info["networks"]), sampler(splits.val.x, n, settings["neighbourhood"]),
@@ -173,16 +199,15 @@ def run(
                 "accuracy_drop", direction, float(drop), None, False,
                 f"{target}'s own test accuracy {own_scores['accuracy']:.4f}, stitched {scores['accuracy']:.4f}",
             ))
-        result.apply_thresholds({**THRESHOLDS, "accuracy_drop": {"b->a": MAX_DROP["lstm"], "a->b": MAX_DROP["transformer"]}})
-        timings[f"p{p}_s"] = time.perf_counter() - t
-        results.append(result)
-        per_fit.append((fitted, result, fit_rows))
-    balance = float(np.mean(test_y == 1))
-    tables = _tables(rows, len(test_y), balance, profile)
-    if report_dir is not None:
-        for fitted, result, fit_rows in per_fit:
-            p = fitted.pair.metadata["slice_length"]
+        result.apply_thresholds({**THRESHOLDS, "accuracy_drop": drop_thresholds(p)})
+        if report_dir is not None:
             records.append(write_run(fitted, result, report_dir, suite=NAME, name=f"{NAME}-p{p}",
                                      tables=_tables(fit_rows, len(test_y), balance, profile)))
+        # Written at once and let go: one fit's activations (full profile, p = 25: 2,600
+        # neighbourhoods of 1024 x 400) must not outlive it while the next one captures.
+        del fitted
+        timings[f"p{p}_s"] = time.perf_counter() - t
+        results.append(result)
+    tables = _tables(rows, len(test_y), balance, profile)
     timings["total_s"] = time.perf_counter() - t0
     return ExperimentOutcome(results, tables, records, timings)
