@@ -14,9 +14,11 @@ units, as in the thesis. The stitched networks are scored on every test window.
 
 Profiles: the thesis's sizes are 650 samples, neighbourhoods of 1024 and 60
 eigenvectors (epsilon from the 35th neighbour, its k_min). A slice length p turns every
-sample into 100/p rows, so the row count, not the sample count, sets the cost
-(dense kernel and RBF: rows^2 and rows^3); each profile caps the rows and draws
-``min(samples, max_rows * p / 100)`` samples for slice length p.
+sample into 100/p rows, so the row count, not the sample count, sets the cost (dense
+kernel: rows^2); each profile fits on at most ``max_rows`` rows drawn at random from all
+samples' slices (``FitConfig(max_rows=...)``), the same rows of both networks. The fit's
+departures from the thesis (``FIT``) are explained where they are set, and measured in
+the README's vibration section.
 """
 
 from __future__ import annotations
