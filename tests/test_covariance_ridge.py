@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from equivtest.errors import FitConfigError
 from equivtest.geometry import neighbourhood_covariances, precision_factors, pseudo_inverses
 from equivtest.geometry.covariance import neighbourhood_precision_factors
-from equivtest.transform import PrincipalRBF, Transformation
+from equivtest.interpolation import PrincipalRBF
+from equivtest.transform import Transformation
 
 FAST = settings(max_examples=25, deadline=None)
 
