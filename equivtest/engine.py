@@ -47,6 +47,10 @@ class FitConfig:
     # the inputs better than every slice of a few samples at the same kernel cost.
     max_rows: int | None = None
 
+    def __post_init__(self):
+        if self.max_rows is not None and int(self.max_rows) < 2:
+            raise FitConfigError(f"max_rows must be at least 2, got {self.max_rows}")
+
     def transformation(self, names: tuple[str, str]) -> Transformation:
         params = asdict(self)
         params.pop("batch_size")
@@ -238,8 +242,6 @@ def _draw_rows(activations: dict, max_rows: int | None, seed: int, stage: Stage 
     n = len(activations["a"][0])
     if max_rows is None or n <= int(max_rows):
         return activations
-    if int(max_rows) < 2:
-        raise FitConfigError(f"max_rows must be at least 2, got {max_rows}")
     rows = np.sort(np.random.default_rng(seed).choice(n, int(max_rows), replace=False))
     if stage:
         stage(f"fitting on {len(rows)} of {n} rows, drawn at random")

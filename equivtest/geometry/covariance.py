@@ -82,9 +82,13 @@ def _truncated_eigh(covariances, rcond: float) -> tuple[np.ndarray, np.ndarray, 
     return evals[:, -rank:], evecs[:, :, -rank:], keep[:, -rank:]
 
 
-def _scaled_factors(evals: np.ndarray, evecs: np.ndarray, keep: np.ndarray, ridge: float) -> np.ndarray:
+def _check_ridge(ridge: float) -> None:
     if not ridge >= 0:
         raise FitConfigError(f"the covariance ridge must be >= 0, got {ridge}")
+
+
+def _scaled_factors(evals: np.ndarray, evecs: np.ndarray, keep: np.ndarray, ridge: float) -> np.ndarray:
+    _check_ridge(ridge)
     scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, evals, 1.0) + ridge), 0.0)
     return evecs * scale[:, None, :]
 
@@ -136,8 +140,7 @@ def neighbourhood_precision_factors(
     n = len(neighbourhood_activations)
     if n == 0:
         raise FitConfigError("no neighbourhoods given; capture at least one sample")
-    if not ridge >= 0:
-        raise FitConfigError(f"the covariance ridge must be >= 0, got {ridge}")
+    _check_ridge(ridge)  # before the pass over every neighbourhood, not after it
     shape = getattr(neighbourhood_activations, "shape", None)
     if shape is not None and len(shape) == 3:
         chunk = max(1, min(int(chunk), CHUNK_BYTES // (8 * int(shape[1]) * int(shape[2]) or 1)))
