@@ -6,12 +6,13 @@ Not part of the product or the tests: it measures what the README's vibration se
 quotes as the ceiling of the suite's stitched networks. On ``--windows`` validation
 windows (the suite's samples, every slice of each) it fits supervised maps from one
 network's slices to the other's, with no diffusion map: a ridge regression and a
-distance-weighted k-nearest-neighbour regression. Each map is applied slice by slice to
-every test window and the result scored as the suite scores its stitched networks
-(accuracy against the labels, agreement with the target's own prediction; the
-transformer's 48 unselected features filled with the per-position mean of the 16
-predicted ones). It also scores the transformer with its true 16 selected features and
-that fill, the ceiling the neuron selection itself leaves.
+distance-weighted k-nearest-neighbour regression. Each map takes the place of the
+fitted transformation in the engine's own ``StitchedNetwork`` (same capture, slicing and
+fill of the transformer's 48 unselected features with the per-position mean of the 16
+predicted ones), which is scored on every test window as the suite scores it (accuracy
+against the labels, agreement with the target's own prediction). It also scores the
+transformer with its true 16 selected features and that fill, the ceiling the neuron
+selection itself leaves.
 """
 
 from __future__ import annotations
@@ -19,42 +20,27 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
+from equivtest.capture import capture, forward_batched
 from equivtest.experiments import vibration
+from equivtest.layers import LayerSpec
+from equivtest.stitch import StitchedNetwork
 
 
-def sequences(lstm, transformer, x):
-    with torch.no_grad():
-        x = torch.as_tensor(x)
-        return lstm.lstm(x)[0].numpy(), transformer.encoder(transformer.conv(x.transpose(1, 2)).transpose(1, 2)).numpy()
+class SupervisedMap:
+    """A fitted regression in the place of a ``Transformation``: what ``StitchedNetwork`` calls.
+    Without a model it hands the activations through unchanged."""
 
+    def __init__(self, model=None):
+        self.model = model
 
-def heads(lstm, transformer):
-    def lstm_head(h):
-        with torch.no_grad():
-            return lstm.head(torch.as_tensor(h[..., 0], dtype=torch.float32)).argmax(1).numpy()
+    def side(self, network: str) -> str:
+        return network
 
-    def transformer_head(h16):
-        full = np.repeat(h16.mean(-1, keepdims=True), 64, -1)  # the suite's fill
-        full[..., ::4] = h16
-        with torch.no_grad():
-            h = torch.as_tensor(full, dtype=torch.float32).mean(dim=1)
-            return transformer.fc2(transformer.act(transformer.fc1(h))).argmax(1).numpy()
-
-    return lstm_head, transformer_head
-
-
-def to_slices(a: np.ndarray, p: int) -> np.ndarray:
-    """(B, T, F) -> (B * T/p, p * F); slice k holds positions k, k + T/p, ... (as LayerSpec)."""
-    b, t, f = a.shape
-    return a.reshape(b, p, t // p, f).transpose(0, 2, 1, 3).reshape(b * (t // p), p * f)
-
-
-def from_slices(rows: np.ndarray, b: int, p: int, f: int, t: int = vibration.WINDOW) -> np.ndarray:
-    return rows.reshape(b, t // p, p, f).transpose(0, 2, 1, 3).reshape(b, t, f)
+    def predict(self, activations: np.ndarray, to: str) -> np.ndarray:
+        return activations if self.model is None else self.model.predict(activations)
 
 
 def main() -> None:
@@ -63,26 +49,29 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
     lstm, transformer, info = vibration.networks()
+    nets = {"lstm": lstm, "transformer": transformer}
     splits = info["splits"]
+    fit_x = splits.val.x[: args.windows]
     test_x, test_y = splits.test
-    lstm_head, transformer_head = heads(lstm, transformer)
-    fit_l, fit_t = sequences(lstm, transformer, splits.val.x[: args.windows])
-    test_l, test_t = sequences(lstm, transformer, test_x)
-    fit_t, own_t_full = fit_t[..., ::4], test_t
-    test_t = test_t[..., ::4]
-    own_l = lstm_head(test_l)
-    with torch.no_grad():
-        own_t = transformer.fc2(transformer.act(transformer.fc1(torch.as_tensor(own_t_full).mean(dim=1)))).argmax(1).numpy()
-    filled = transformer_head(test_t)
-    print(f"own accuracy: lstm {np.mean(own_l == test_y):.3f}, transformer {np.mean(own_t == test_y):.3f}; "
-          f"transformer with its true 16 features and the fill {np.mean(filled == test_y):.3f}")
-    b = len(test_x)
+    own = {name: forward_batched(net, test_x).argmax(axis=1) for name, net in nets.items()}
+    whole = LayerSpec(**vibration.LAYERS["transformer"])
+    # the transformer into itself: its true 16 selected features, the other 48 filled
+    keep = StitchedNetwork(transformer, transformer, whole, whole, SupervisedMap(), to="b")(test_x).argmax(axis=1)
+    print(f"own accuracy: lstm {np.mean(own['lstm'] == test_y):.3f}, transformer {np.mean(own['transformer'] == test_y):.3f}; "
+          f"transformer with its true 16 features and the fill {np.mean(keep == test_y):.3f}")
     for p in vibration.SLICE_LENGTHS:
-        for name, make in (("ridge", lambda: Ridge(1e-3)), (f"{args.k}-NN", lambda: KNeighborsRegressor(args.k, weights="distance"))):
-            into_l = lstm_head(from_slices(make().fit(to_slices(fit_t, p), to_slices(fit_l, p)).predict(to_slices(test_t, p)), b, p, 1))
-            into_t = transformer_head(from_slices(make().fit(to_slices(fit_l, p), to_slices(fit_t, p)).predict(to_slices(test_l, p)), b, p, 16))
-            print(f"p={p:2d} {name:6s} into lstm: accuracy {np.mean(into_l == test_y):.3f} agreement {np.mean(into_l == own_l):.3f}"
-                  f" | into transformer: accuracy {np.mean(into_t == test_y):.3f} agreement {np.mean(into_t == own_t):.3f}")
+        specs = {name: LayerSpec(**vibration.LAYERS[name], slice_length=p) for name in nets}
+        rows = {name: capture(nets[name], fit_x, specs[name]) for name in nets}
+        for label, make in (("ridge", lambda: Ridge(1e-3)),
+                            (f"{args.k}-NN", lambda: KNeighborsRegressor(args.k, weights="distance"))):
+            line = [f"p={p:2d} {label:6s}"]
+            for source, target in (("transformer", "lstm"), ("lstm", "transformer")):
+                model = make().fit(rows[source], rows[target])
+                stitched = StitchedNetwork(nets[source], nets[target], specs[source], specs[target],
+                                           SupervisedMap(model), to="b")(test_x).argmax(axis=1)
+                line.append(f"into {target}: accuracy {np.mean(stitched == test_y):.3f} "
+                            f"agreement {np.mean(stitched == own[target]):.3f}")
+            print(" | ".join(line))
 
 
 if __name__ == "__main__":
