@@ -20,6 +20,7 @@ _EXPORTS = {
     "FitConfig": "engine",
     "FittedPair": "engine",
     "fit_pair": "engine",
+    "fit_slice_lengths": "engine",
     "ActivationError": "errors",
     "EquivtestError": "errors",
     "FitConfigError": "errors",

@@ -8,14 +8,14 @@ plugin, the CLI and the suites all drive these two functions.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .capture import capture, capture_neighbourhoods, forward_batched, layer_widths
 from .criteria import EquivalenceResult, criterion
-from .errors import FitConfigError
+from .errors import ActivationError, EquivtestError, FitConfigError
 from .geometry import DEFAULT_RCOND
 from .pairs import NetworkPair
 from .sampling import Sampler, SampleSet
@@ -148,7 +148,6 @@ class FittedPair:
     def reference_measures(self, test_inputs, acts: dict, outputs: dict) -> list:
         """CKA, Procrustes distance and a linear stitch on the same activations, so a user
         sees whether the diffusion-map transformation beats what they already know."""
-        from .errors import EquivtestError
         from .measures import LinearCKA, LinearStitch, ProcrustesDistance
 
         p, (sa, sb) = self.pair, (self.activations["a"][0], self.activations["b"][0])
@@ -210,6 +209,65 @@ def _throttled_progress(stage: Stage | None, label: str, every_s: float = 2.0):
 def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
     """Draw samples, capture both networks, fit the transformation in both directions."""
     config = config or FitConfig()
+    samples, activations, timings = _capture_pair(pair, sampler, config, stage)
+    rows = _drawn_rows(len(activations["a"][0]), config.max_rows, sampler.seed, stage)
+    if rows is not None:
+        activations = {side: (s[rows], nb[rows]) for side, (s, nb) in activations.items()}
+    return _fit(pair, sampler, config, samples, activations, timings, stage)
+
+
+def fit_slice_lengths(
+    pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None,
+    slice_lengths: Sequence[int] = (1,), *, stage: Stage | None = None,
+) -> Iterator[FittedPair]:
+    """``fit_pair`` at each slice length in turn, with one forward pass for all of them.
+
+    ``pair``'s layers are sequence layers (a ``layout``); their ``slice_length`` is set
+    to each p in turn, and fit p's pair is named ``f"{pair.name}-p{p}"``. Both networks are captured once at slice length 1 and every fit's
+    rows are cut from that capture (``LayerSpec.cut``), so each fit sees the samples,
+    rows and values ``fit_pair`` would give it, while the networks run once instead of
+    once per p (the forward passes dominate a sliced fit's time). A generator: each fit
+    can be scored and let go before the next one is cut. The capture is held until the
+    last fit is cut, so give the largest fit (most rows x features) last to keep the
+    peak memory to what ``fit_pair`` needs for it.
+    """
+    config = config or FitConfig()
+    for side in ("a", "b"):
+        if pair.layer(side).layout is None:
+            raise EquivtestError(
+                f"fit_slice_lengths needs sequence layers; layer {pair.layer(side).path!r} has no layout "
+                "(give LayerSpec(..., layout='bsf') or fit it with fit_pair)"
+            )
+    positions = _with_slice_length(pair, 1)
+    samples, captured, timings = _capture_pair(positions, sampler, config, stage)
+    n = len(samples.samples)
+    lengths = {side: len(captured[side][0]) // n for side in ("a", "b")}
+    if lengths["a"] != lengths["b"]:
+        raise ActivationError(
+            f"the two layers' sequences differ in length ({pair.names[0]}: {lengths['a']}, {pair.names[1]}: "
+            f"{lengths['b']} positions); slices pair position for position, so the lengths must match"
+        )
+    slice_lengths = list(slice_lengths)
+    for index, p in enumerate(slice_lengths):
+        sliced = _with_slice_length(pair, p)
+        t = time.perf_counter()
+        n_rows = n * sliced.layer("a").stride(lengths["a"])
+        rows = _drawn_rows(n_rows, config.max_rows, sampler.seed, stage)
+        activations = {side: tuple(sliced.layer(side).cut(part, n, rows) for part in captured[side])
+                       for side in ("a", "b")}
+        if index == len(slice_lengths) - 1:
+            del captured  # the last fit need not share memory with the whole capture
+        yield _fit(sliced, sampler, config, samples, activations, {**timings, "cut_s": time.perf_counter() - t}, stage)
+        del activations  # held by the fit just handed out; the caller decides when it goes
+
+
+def _with_slice_length(pair: NetworkPair, p: int) -> NetworkPair:
+    return replace(pair, name=f"{pair.name}-p{p}", metadata={**pair.metadata, "slice_length": p},
+                   layer_a=replace(pair.layer_a, slice_length=p), layer_b=replace(pair.layer_b, slice_length=p))
+
+
+def _capture_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig, stage: Stage | None):
+    """The samples and both networks' activations of them and of their neighbourhoods."""
     timings = {}
     t = time.perf_counter()
     if stage:
@@ -227,7 +285,10 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
             progress=_throttled_progress(stage, f"capturing {pair.names[0 if side == 'a' else 1]}"),
         )
         timings[f"capture_{side}_s"] = time.perf_counter() - t
-    activations = _draw_rows(activations, config.max_rows, sampler.seed, stage)
+    return samples, activations, timings
+
+
+def _fit(pair, sampler, config, samples, activations, timings, stage) -> FittedPair:
     if stage:
         stage("fitting the transformation")
     t = time.perf_counter()
@@ -236,13 +297,12 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
     return FittedPair(pair, sampler, config, samples, transformation, activations, timings)
 
 
-
-def _draw_rows(activations: dict, max_rows: int | None, seed: int, stage: Stage | None = None) -> dict:
-    """The same ``max_rows`` random rows of both networks' activations (all rows if fewer)."""
-    n = len(activations["a"][0])
+def _drawn_rows(n: int, max_rows: int | None, seed: int, stage: Stage | None = None) -> np.ndarray | None:
+    """Which ``max_rows`` of ``n`` rows a fit uses, drawn at random (``None``: all of them).
+    The same rows of both networks are taken, so the pairing stays."""
     if max_rows is None or n <= int(max_rows):
-        return activations
+        return None
     rows = np.sort(np.random.default_rng(seed).choice(n, int(max_rows), replace=False))
     if stage:
         stage(f"fitting on {len(rows)} of {n} rows, drawn at random")
-    return {side: (samples[rows], neighbourhoods[rows]) for side, (samples, neighbourhoods) in activations.items()}
+    return rows

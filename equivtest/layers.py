@@ -111,6 +111,27 @@ class LayerSpec:
         # position j * stride + k belongs to slice k, as its j-th element
         return seq.reshape(b, p, stride, f).transpose(1, 2).reshape(b * stride, p * f)
 
+    def cut(self, positions: np.ndarray, n_inputs: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """This spec's rows cut from the same layer's rows at slice length 1.
+
+        ``positions`` has shape ``(n_inputs * T, [M,] f)``: row ``i * T + t`` is position t
+        of input i (what a capture at ``slice_length=1`` gives; M for neighbourhoods). The
+        result is what a capture with this spec gives, ``(n_inputs * T/p, [M,] p * f)`` with
+        row ``i * (T/p) + k`` slice k of input i, or only the rows listed in ``rows``: one
+        forward pass serves every slice length, and only the rows a fit uses are copied.
+        """
+        if self.slice_length is None:
+            raise EquivtestError(f"layer {self.path!r}: cut needs a slice_length")
+        if n_inputs < 1 or len(positions) % n_inputs:
+            raise ActivationError(f"{len(positions)} position rows are not whole sequences of {n_inputs} inputs")
+        p, stride = int(self.slice_length), self.stride(len(positions) // n_inputs)
+        rest, f = positions.shape[1:-1], positions.shape[-1]
+        grid = positions.reshape(n_inputs, p, stride, *rest, f)  # position j * stride + k: slice k, element j
+        rows = np.arange(n_inputs * stride) if rows is None else np.asarray(rows)
+        inputs, slices = np.divmod(rows, stride)
+        # a view in the result's axis order, so the one gather below is the only copy
+        return np.moveaxis(grid, 1, -2)[inputs, slices].reshape(len(rows), *rest, p * f)
+
     # -- writing ------------------------------------------------------------------------
     def from_rows(self, rows: np.ndarray, template: torch.Tensor) -> torch.Tensor:
         """Predicted rows back in ``template``'s shape (the layer's original output tensor)."""
@@ -174,3 +195,4 @@ def fill_unpredicted(predicted: np.ndarray, neurons, n_features: int, path: str 
     index = np.arange(n_features)[neurons] if isinstance(neurons, slice) else np.asarray(neurons)
     full[:, index] = predicted
     return full
+

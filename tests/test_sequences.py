@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from equivtest import FitConfig, GaussianNeighbourhood, LayerSpec, NetworkPair, Sampler, fit_pair
+from equivtest import FitConfig, GaussianNeighbourhood, LayerSpec, NetworkPair, Sampler, fit_pair, fit_slice_lengths
 from equivtest.capture import capture, capture_neighbourhoods
 from equivtest.errors import ActivationError, EquivtestError
 from equivtest.sampling import DatasetPoints
@@ -42,6 +42,17 @@ class ConvNet(nn.Module):
     def forward(self, x):  # x: (batch, T, 2)
         h = self.act(self.conv(x.transpose(1, 2)))
         return self.head(h.reshape(len(x), -1))
+
+
+class HalvingConv(nn.Module):
+    """A Conv1d of stride 2: its output sequence is half as long as its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 6, kernel_size=2, stride=2)
+
+    def forward(self, x):
+        return self.conv(x.transpose(1, 2)).sum(dim=(1, 2))
 
 
 def smooth_sequences(n, seed=0):
@@ -138,22 +149,10 @@ def test_sequence_network_is_equivalent_to_itself_through_slices():
 
 
 def test_sequence_length_mismatch_between_networks_is_an_error():
-    class Shorter(ConvNet):
-        def forward(self, x):
-            return super().forward(x[:, : T // 2].repeat(1, 2, 1))
-
-    class Pool(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv1d(2, 6, kernel_size=2, stride=2)  # halves the sequence
-
-        def forward(self, x):
-            return self.conv(x.transpose(1, 2)).sum(dim=(1, 2))
-
     data = smooth_sequences(40)
     sampler = Sampler(DatasetPoints(data, 20), GaussianNeighbourhood(8, 1e-4), seed=0)
     pair = NetworkPair(
-        ConvNet(), Pool(), LayerSpec("act", layout="bfs", slice_length=5), LayerSpec("conv", layout="bfs", slice_length=5)
+        ConvNet(), HalvingConv(), LayerSpec("act", layout="bfs", slice_length=5), LayerSpec("conv", layout="bfs", slice_length=5)
     )
     with pytest.raises(ActivationError, match="same number of slices per input"):
         fit_pair(pair, sampler, FitConfig())
@@ -190,3 +189,68 @@ def test_max_rows_below_two_is_refused():
     spec = LayerSpec("act", layout="bfs", slice_length=10)
     with pytest.raises(EquivtestError, match="max_rows must be at least 2"):
         fit_pair(NetworkPair(net, net, spec, spec), sampler, FitConfig(n_eigenvectors=3, max_rows=1))
+
+
+@settings(max_examples=40)
+@given(
+    p=st.sampled_from([1, 2, 4, 5, 10, 20]),
+    f=st.integers(1, 4),
+    b=st.integers(1, 4),
+    m=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**16),
+)
+def test_slices_cut_from_positions_equal_slices_captured(p, f, b, m, seed):
+    # positions: what slice length 1 gives, optionally with a neighbourhood axis of m
+    rng = np.random.default_rng(seed)
+    out = torch.as_tensor(rng.standard_normal((b * (m or 1), T, f)))
+    spec = LayerSpec("x", layout="bsf", slice_length=p)
+    positions = LayerSpec("x", layout="bsf", slice_length=1).to_rows(out).numpy()
+    direct = spec.to_rows(out).numpy()
+    if m is not None:  # neighbour j of input i is input i * m + j; rows (inputs x slices, m, features)
+        positions = positions.reshape(b, m, T, f).swapaxes(1, 2).reshape(b * T, m, f)
+        direct = direct.reshape(b, m, T // p, p * f).swapaxes(1, 2).reshape(b * (T // p), m, p * f)
+    np.testing.assert_array_equal(spec.cut(positions, b), direct)
+    rows = rng.choice(b * (T // p), size=min(3, b * (T // p)), replace=False)
+    np.testing.assert_array_equal(spec.cut(positions, b, rows), direct[rows])
+
+
+def test_cut_refuses_a_slice_length_that_does_not_divide_and_ragged_positions():
+    positions = np.zeros((2 * T, 3))
+    with pytest.raises(ActivationError, match="slice_length 3 does not divide the sequence length 20"):
+        LayerSpec("x", layout="bsf", slice_length=3).cut(positions, 2)
+    with pytest.raises(ActivationError, match="not whole sequences of 3 inputs"):
+        LayerSpec("x", layout="bsf", slice_length=2).cut(positions, 3)
+
+
+def test_fit_slice_lengths_gives_what_fit_pair_gives_at_each_slice_length():
+    # one capture cut per p against a capture per p: same rows (max_rows draws), same values, same fit
+    net, other = ConvNet(seed=3), LstmNet(seed=2)
+    sampler = Sampler(DatasetPoints(smooth_sequences(60), 60), GaussianNeighbourhood(16, 1e-4), seed=0)
+    specs = LayerSpec("act", layout="bfs"), LayerSpec("lstm", output=0, layout="bsf")
+    pair = NetworkPair(net, other, *specs, name="toy")
+    config = FitConfig(n_eigenvectors=4, max_rows=100)
+    test = smooth_sequences(119)[1::2][::6]
+    fits = list(fit_slice_lengths(pair, sampler, config, (10, 4, 1)))
+    assert [f.pair.name for f in fits] == ["toy-p10", "toy-p4", "toy-p1"]
+    for p, cut in zip((10, 4, 1), fits):
+        sliced = NetworkPair(net, other, *(LayerSpec(**{**s.describe(), "slice_length": p}) for s in specs))
+        direct = fit_pair(sliced, sampler, config)
+        for side in ("a", "b"):
+            for mine, theirs in zip(cut.activations[side], direct.activations[side]):
+                assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+                np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_allclose(cut.transformation.predict(cut.activations["a"][0], to="b"),
+                                   direct.transformation.predict(direct.activations["a"][0], to="b"), rtol=1e-9, atol=1e-12)
+        assert cut.evaluate(test).value("activation_mse", "a->b") == pytest.approx(
+            direct.evaluate(test).value("activation_mse", "a->b"), rel=1e-9)
+
+
+def test_fit_slice_lengths_needs_sequence_layers_of_equal_length():
+    sampler = Sampler(DatasetPoints(smooth_sequences(20), 20), GaussianNeighbourhood(8, 1e-4), seed=0)
+
+    flat = NetworkPair(ConvNet(), ConvNet(), "act", LayerSpec("act", layout="bfs"))
+    with pytest.raises(EquivtestError, match="fit_slice_lengths needs sequence layers; layer 'act' has no layout"):
+        next(fit_slice_lengths(flat, sampler, FitConfig(), (5,)))
+    uneven = NetworkPair(ConvNet(), HalvingConv(), LayerSpec("act", layout="bfs"), LayerSpec("conv", layout="bfs"))
+    with pytest.raises(ActivationError, match=r"sequences differ in length \(a: 20, b: 10 positions\)"):
+        next(fit_slice_lengths(uneven, sampler, FitConfig(), (5,)))
