@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..criteria import Criterion
-from ..engine import FitConfig, fit_pair
+from ..engine import FitConfig, fit_slice_lengths
 from ..layers import LayerSpec
 from ..pairs import NetworkPair
 from ..record import write_run
@@ -119,12 +119,13 @@ def networks(log=None):
     return lstm, transformer, info
 
 
-def pair(p: int, lstm, transformer, summaries: dict | None = None) -> NetworkPair:
+def pair(p: int | None, lstm, transformer, summaries: dict | None = None) -> NetworkPair:
+    """The pair at slice length p; ``None`` leaves the sequences whole (``fit_slice_lengths`` cuts them)."""
     return NetworkPair(
         lstm, transformer,
         LayerSpec(**LAYERS["lstm"], slice_length=p), LayerSpec(**LAYERS["transformer"], slice_length=p),
-        name=f"{NAME}-p{p}", names=NAMES, task="classification",
-        metadata={"slice_length": p, "training": summaries or {}},
+        name=NAME if p is None else f"{NAME}-p{p}", names=NAMES, task="classification",
+        metadata={"training": summaries or {}, **({} if p is None else {"slice_length": p})},
     )
 
 
@@ -171,19 +172,22 @@ def run(
     lstm, transformer, info = networks(log=stage)
     splits = info["splits"]
     test_x, test_y = splits.test
-    rows: dict[str, list] = {"lstm": [], "transformer": []}
-    results, records, timings = [], [], {"networks_s": time.perf_counter() - t0}
+    scored, records, timings = {}, [], {"networks_s": time.perf_counter() - t0}
     balance = float(np.mean(test_y == 1))
-    for p in slice_lengths:
-        n = settings["samples"]
+    n = settings["samples"]
+    # The capture is shared until the last fit is cut: fitting the largest slices (most
+    # values per row) last keeps the peak memory to that fit's own (full profile: p = 25).
+    order = sorted(slice_lengths)
+    if stage:
+        stage(f"{n} samples with neighbourhoods of {settings['neighbourhood']}, captured once for slice lengths "
+              f"{', '.join(map(str, order))} (each fit on at most {settings['max_rows']} rows)")
+    t = time.perf_counter()
+    fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"]),
+                             sampler(splits.val.x, n, settings["neighbourhood"]), config(settings),
+                             order, stage=stage)
+    for p, fitted in zip(order, fits):
         if stage:
-            stage(f"slice length {p}: {n} samples x {WINDOW // p} slices (at most {settings['max_rows']} rows), "
-                  f"neighbourhoods of {settings['neighbourhood']}")
-        t = time.perf_counter()
-        fitted = fit_pair(
-            pair(p, lstm, transformer, info["networks"]), sampler(splits.val.x, n, settings["neighbourhood"]),
-            config(settings), stage=stage,
-        )
+            stage(f"slice length {p}: {n} samples x {WINDOW // p} slices")
         result = fitted.evaluate(test_x, stage=stage, null_shuffles=null_shuffles)
         fit_rows = {}
         for source, target in (("transformer", "lstm"), ("lstm", "transformer")):
@@ -192,9 +196,6 @@ def run(
             stitched = fitted.test_stitched[direction].argmax(axis=1)
             own_scores = classification_scores(own, test_y)
             scores = {**classification_scores(stitched, test_y), "agreement": float(np.mean(stitched == own))}
-            if not rows[target]:
-                rows[target].append(("own", own_scores))
-            rows[target].append((p, scores))
             fit_rows[target] = [("own", own_scores), (p, scores)]
             drop = own_scores["accuracy"] - scores["accuracy"]
             result.criteria.append(Criterion(
@@ -206,10 +207,15 @@ def run(
             records.append(write_run(fitted, result, report_dir, suite=NAME, name=f"{NAME}-p{p}",
                                      tables=_tables(fit_rows, len(test_y), balance, profile)))
         # Written at once and let go: one fit's activations (full profile, p = 25: 2,600
-        # neighbourhoods of 1024 x 400) must not outlive it while the next one captures.
+        # neighbourhoods of 1024 x 400) must not outlive it while the next one is cut.
         del fitted
-        timings[f"p{p}_s"] = time.perf_counter() - t
-        results.append(result)
+        timings[f"p{p}_s"] = time.perf_counter() - t  # the first includes the one capture
+        t = time.perf_counter()
+        scored[p] = result, fit_rows
+    # results and tables in the thesis's order
+    results = [scored[p][0] for p in slice_lengths]
+    rows = {target: scored[slice_lengths[0]][1][target][:1] + [scored[p][1][target][1] for p in slice_lengths]
+            for target in ("lstm", "transformer")}
     tables = _tables(rows, len(test_y), balance, profile)
     timings["total_s"] = time.perf_counter() - t0
     return ExperimentOutcome(results, tables, records, timings)
