@@ -22,6 +22,7 @@ import torch
 from .errors import ActivationError, EquivtestError
 
 LAYOUTS = {"bsf": (0, 1, 2), "bfs": (0, 2, 1), "sbf": (1, 0, 2)}  # permutation to (batch, seq, feature)
+CUT_BLOCK_BYTES = 64 << 20  # LayerSpec.cut gathers at most about this much at a time
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,15 @@ class LayerSpec:
         grid = positions.reshape(n_inputs, p, stride, *rest, f)  # position j * stride + k: slice k, element j
         rows = np.arange(n_inputs * stride) if rows is None else np.asarray(rows)
         inputs, slices = np.divmod(rows, stride)
-        # a view in the result's axis order, so the one gather below is the only copy
-        return np.moveaxis(grid, 1, -2)[inputs, slices].reshape(len(rows), *rest, p * f)
+        view = np.moveaxis(grid, 1, -2)  # (inputs, slices, [M,] p, f), no copy
+        out = np.empty((len(rows), *rest, p, f), dtype=positions.dtype)
+        # gathered a block of rows at a time: numpy's gather from a strided view makes a
+        # temporary as large as its result, and the result can be gigabytes
+        step = max(1, CUT_BLOCK_BYTES // max(1, out[:1].nbytes))
+        for start in range(0, len(rows), step):
+            block = slice(start, start + step)
+            out[block] = view[inputs[block], slices[block]]
+        return out.reshape(len(rows), *rest, p * f)
 
     # -- writing ------------------------------------------------------------------------
     def from_rows(self, rows: np.ndarray, template: torch.Tensor) -> torch.Tensor:

@@ -214,6 +214,19 @@ def test_slices_cut_from_positions_equal_slices_captured(p, f, b, m, seed):
     np.testing.assert_array_equal(spec.cut(positions, b, rows), direct[rows])
 
 
+def test_cut_in_many_blocks_equals_one_gather(monkeypatch):
+    import equivtest.layers as layers
+
+    out = torch.as_tensor(np.random.default_rng(1).standard_normal((5 * 3, T, 2)))
+    positions = LayerSpec("x", layout="bsf", slice_length=1).to_rows(out).numpy()
+    positions = positions.reshape(5, 3, T, 2).swapaxes(1, 2).reshape(5 * T, 3, 2)
+    spec = LayerSpec("x", layout="bsf", slice_length=4)
+    whole = spec.cut(positions, 5)
+    monkeypatch.setattr(layers, "CUT_BLOCK_BYTES", 1)  # one row per block
+    np.testing.assert_array_equal(spec.cut(positions, 5), whole)
+    np.testing.assert_array_equal(spec.cut(positions, 5, [7, 0, 24]), whole[[7, 0, 24]])
+
+
 def test_cut_refuses_a_slice_length_that_does_not_divide_and_ragged_positions():
     positions = np.zeros((2 * T, 3))
     with pytest.raises(ActivationError, match="slice_length 3 does not divide the sequence length 20"):
