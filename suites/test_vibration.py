@@ -57,6 +57,15 @@ def test_stitched_into_the_lstm_loses_at_most_0_01_at_every_slice_length(outcome
         assert result.value("accuracy_drop", "b->a") <= vibration.MAX_DROP["lstm"], result.pair
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the LSTM bar read two-sided, |own - stitched| <= 0.01, is not met: the stitched networks are 0.04-0.08 MORE "
+    "accurate than the LSTM (ci). Supervised maps of the same slices, fitted on all 3,898 training and "
+    "validation windows, agree at most 0.92 with the LSTM's predictions and score 0.92-0.96 (README, suite vibration)"))
+def test_stitched_into_the_lstm_is_within_0_01_either_way(outcome):
+    for result in outcome.results:
+        assert abs(result.value("accuracy_drop", "b->a")) <= vibration.MAX_DROP["lstm"], result.pair
+
+
 def test_stitched_into_the_transformer_beats_the_thesis_best_drop(outcome):
     # measured (ci): best drop 0.087 at p = 10 (thesis: 0.123 at p = 10)
     assert vibration.best_drops(outcome)["transformer"] < vibration.MAX_DROP["transformer"]

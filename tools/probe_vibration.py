@@ -1,6 +1,6 @@
 """How far a slice-wise map can carry the vibration suite's networks (a by-hand ceiling).
 
-    python tools/probe_vibration.py [--windows 200] [--k 10]
+    python tools/probe_vibration.py [--windows 200] [--k 10] [--pool val|train+val] [--all-features]
 
 Not part of the product or the tests: it measures what the README's vibration section
 quotes as the ceiling of the suite's stitched networks. On ``--windows`` validation
@@ -13,6 +13,11 @@ predicted ones), which is scored on every test window as the suite scores it (ac
 against the labels, agreement with the target's own prediction). It also scores the
 transformer with its true 16 selected features and that fill, the ceiling the neuron
 selection itself leaves.
+
+``--pool train+val`` draws the windows from the training and validation sets (3,898 in
+all with ``--windows 3898``), to see whether more data lifts the ceiling;
+``--all-features`` maps from and to all 64 of the transformer's features instead of
+every 4th.
 """
 
 from __future__ import annotations
@@ -47,11 +52,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--pool", choices=("val", "train+val"), default="val")
+    parser.add_argument("--all-features", action="store_true")
     args = parser.parse_args()
     lstm, transformer, info = vibration.networks()
     nets = {"lstm": lstm, "transformer": transformer}
     splits = info["splits"]
-    fit_x = splits.val.x[: args.windows]
+    pool = splits.val.x if args.pool == "val" else np.concatenate([splits.train.x, splits.val.x])
+    fit_x = pool[: args.windows]
+    layers = dict(vibration.LAYERS)
+    if args.all_features:
+        layers["transformer"] = {**layers["transformer"], "neurons": None}
+    print(f"{len(fit_x)} windows from {args.pool}; transformer features: {'all 64' if args.all_features else 'every 4th'}")
     test_x, test_y = splits.test
     own = {name: forward_batched(net, test_x).argmax(axis=1) for name, net in nets.items()}
     whole = LayerSpec(**vibration.LAYERS["transformer"])
@@ -60,7 +72,7 @@ def main() -> None:
     print(f"own accuracy: lstm {np.mean(own['lstm'] == test_y):.3f}, transformer {np.mean(own['transformer'] == test_y):.3f}; "
           f"transformer with its true 16 features and the fill {np.mean(keep == test_y):.3f}")
     for p in vibration.SLICE_LENGTHS:
-        specs = {name: LayerSpec(**vibration.LAYERS[name], slice_length=p) for name in nets}
+        specs = {name: LayerSpec(**layers[name], slice_length=p) for name in nets}
         rows = {name: capture(nets[name], fit_x, specs[name]) for name in nets}
         for label, make in (("ridge", lambda: Ridge(1e-3)),
                             (f"{args.k}-NN", lambda: KNeighborsRegressor(args.k, weights="distance"))):
