@@ -42,7 +42,7 @@ def both_ways(lstm, transformer, windows, samples: int, neighbourhood: int):
         return [fit_pair(vibration.pair(p, lstm, transformer), sampler, config) for p in SLICE_LENGTHS]
 
     def once():
-        return list(fit_slice_lengths(vibration.pair(None, lstm, transformer), sampler, config, SLICE_LENGTHS))
+        return list(fit_slice_lengths(vibration.pair(None, lstm, transformer), sampler, SLICE_LENGTHS, config))
 
     return per_p, once
 

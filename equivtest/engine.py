@@ -1,7 +1,8 @@
 """One-way flow of a fit: samples -> activations -> transformation -> criteria.
 
 ``fit_pair`` draws the samples, captures both networks' activations and fits the
-transformation; ``FittedPair.evaluate`` runs the criteria on test inputs. The pytest
+transformation (``fit_slice_lengths`` does it for several slice lengths of sequence
+layers from one capture); ``FittedPair.evaluate`` runs the criteria on test inputs. The pytest
 plugin, the CLI and the suites all drive these two functions.
 """
 
@@ -217,16 +218,17 @@ def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = Non
 
 
 def fit_slice_lengths(
-    pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None,
-    slice_lengths: Sequence[int] = (1,), *, stage: Stage | None = None,
+    pair: NetworkPair, sampler: Sampler, slice_lengths: Sequence[int], config: FitConfig | None = None,
+    *, stage: Stage | None = None,
 ) -> Iterator[FittedPair]:
     """``fit_pair`` at each slice length in turn, with one forward pass for all of them.
 
     ``pair``'s layers are sequence layers (a ``layout``); their ``slice_length`` is set
-    to each p in turn, and fit p's pair is named ``f"{pair.name}-p{p}"``. Both networks are captured once at slice length 1 and every fit's
-    rows are cut from that capture (``LayerSpec.cut``), so each fit sees the samples,
-    rows and values ``fit_pair`` would give it, while the networks run once instead of
-    once per p (the forward passes dominate a sliced fit's time). A generator: each fit
+    to each p in turn, and fit p's pair is named ``f"{pair.name}-p{p}"``. Both networks
+    are captured once at slice length 1 and every fit's rows are cut from that capture
+    (``LayerSpec.cut``), so each fit sees the samples, rows and values ``fit_pair`` would
+    give it, while the networks run once instead of once per p (the forward passes
+    dominate a sliced fit's time). A generator: each fit
     can be scored and let go before the next one is cut. The capture is held until the
     last fit is cut, so give the largest fit (most rows x features) last to keep the
     peak memory to what ``fit_pair`` needs for it.

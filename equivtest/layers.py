@@ -203,4 +203,3 @@ def fill_unpredicted(predicted: np.ndarray, neurons, n_features: int, path: str 
     index = np.arange(n_features)[neurons] if isinstance(neurons, slice) else np.asarray(neurons)
     full[:, index] = predicted
     return full
-

@@ -243,7 +243,7 @@ def test_fit_slice_lengths_gives_what_fit_pair_gives_at_each_slice_length():
     pair = NetworkPair(net, other, *specs, name="toy")
     config = FitConfig(n_eigenvectors=4, max_rows=100)
     test = smooth_sequences(119)[1::2][::6]
-    fits = list(fit_slice_lengths(pair, sampler, config, (10, 4, 1)))
+    fits = list(fit_slice_lengths(pair, sampler, (10, 4, 1), config))
     assert [f.pair.name for f in fits] == ["toy-p10", "toy-p4", "toy-p1"]
     for p, cut in zip((10, 4, 1), fits):
         sliced = NetworkPair(net, other, *(LayerSpec(**{**s.describe(), "slice_length": p}) for s in specs))
@@ -263,7 +263,7 @@ def test_fit_slice_lengths_needs_sequence_layers_of_equal_length():
 
     flat = NetworkPair(ConvNet(), ConvNet(), "act", LayerSpec("act", layout="bfs"))
     with pytest.raises(EquivtestError, match="fit_slice_lengths needs sequence layers; layer 'act' has no layout"):
-        next(fit_slice_lengths(flat, sampler, FitConfig(), (5,)))
+        next(fit_slice_lengths(flat, sampler, (5,)))
     uneven = NetworkPair(ConvNet(), HalvingConv(), LayerSpec("act", layout="bfs"), LayerSpec("conv", layout="bfs"))
     with pytest.raises(ActivationError, match=r"sequences differ in length \(a: 20, b: 10 positions\)"):
-        next(fit_slice_lengths(uneven, sampler, FitConfig(), (5,)))
+        next(fit_slice_lengths(uneven, sampler, (5,)))

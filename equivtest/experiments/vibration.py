@@ -183,8 +183,8 @@ def run(
               f"{', '.join(map(str, order))} (each fit on at most {settings['max_rows']} rows)")
     t = time.perf_counter()
     fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"]),
-                             sampler(splits.val.x, n, settings["neighbourhood"]), config(settings),
-                             order, stage=stage)
+                             sampler(splits.val.x, n, settings["neighbourhood"]), order, config(settings),
+                             stage=stage)
     for p, fitted in zip(order, fits):
         if stage:
             stage(f"slice length {p}: {n} samples x {WINDOW // p} slices")
