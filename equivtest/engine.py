@@ -1,9 +1,9 @@
 """One-way flow of a fit: samples -> activations -> transformation -> criteria.
 
 ``fit_pair`` draws the samples, captures both networks' activations and fits the
-transformation (``fit_slice_lengths`` does it for several slice lengths of sequence
-layers from one capture); ``FittedPair.evaluate`` runs the criteria on test inputs. The pytest
-plugin, the CLI and the suites all drive these two functions.
+transformation; ``fit_slice_lengths`` does the same for several slice lengths of
+sequence layers from one capture; ``FittedPair.evaluate`` runs the criteria on test
+inputs. The pytest plugin, the CLI and the suites all drive these functions.
 """
 
 from __future__ import annotations
@@ -228,10 +228,10 @@ def fit_slice_lengths(
     are captured once at slice length 1 and every fit's rows are cut from that capture
     (``LayerSpec.cut``), so each fit sees the samples, rows and values ``fit_pair`` would
     give it, while the networks run once instead of once per p (the forward passes
-    dominate a sliced fit's time). A generator: each fit
-    can be scored and let go before the next one is cut. The capture is held until the
-    last fit is cut, so give the largest fit (most rows x features) last to keep the
-    peak memory to what ``fit_pair`` needs for it.
+    dominate a sliced fit's time). A generator: each fit can be scored and let go before
+    the next one is cut. The capture is held until the last fit is cut, so give the
+    largest fit (most rows x features) last to keep the peak memory to what ``fit_pair``
+    needs for it.
     """
     config = config or FitConfig()
     for side in ("a", "b"):
