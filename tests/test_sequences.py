@@ -1,5 +1,7 @@
 """Sequence layers: tuple outputs, layouts, slices of equidistant positions, stitching."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -246,7 +248,7 @@ def test_fit_slice_lengths_gives_what_fit_pair_gives_at_each_slice_length():
     fits = list(fit_slice_lengths(pair, sampler, (10, 4, 1), config))
     assert [f.pair.name for f in fits] == ["toy-p10", "toy-p4", "toy-p1"]
     for p, cut in zip((10, 4, 1), fits):
-        sliced = NetworkPair(net, other, *(LayerSpec(**{**s.describe(), "slice_length": p}) for s in specs))
+        sliced = NetworkPair(net, other, *(replace(s, slice_length=p) for s in specs))
         direct = fit_pair(sliced, sampler, config)
         for side in ("a", "b"):
             for mine, theirs in zip(cut.activations[side], direct.activations[side]):
@@ -260,7 +262,6 @@ def test_fit_slice_lengths_gives_what_fit_pair_gives_at_each_slice_length():
 
 def test_fit_slice_lengths_needs_sequence_layers_of_equal_length():
     sampler = Sampler(DatasetPoints(smooth_sequences(20), 20), GaussianNeighbourhood(8, 1e-4), seed=0)
-
     flat = NetworkPair(ConvNet(), ConvNet(), "act", LayerSpec("act", layout="bfs"))
     with pytest.raises(EquivtestError, match="fit_slice_lengths needs sequence layers; layer 'act' has no layout"):
         next(fit_slice_lengths(flat, sampler, (5,)))
