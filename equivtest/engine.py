@@ -231,7 +231,9 @@ def fit_slice_lengths(
     dominate a sliced fit's time). A generator: each fit can be scored and let go before
     the next one is cut. The capture is held until the last fit is cut, so give the
     largest fit (most rows x features) last to keep the peak memory to what ``fit_pair``
-    needs for it.
+    needs for it, and drop each fit (``del``) before asking for the next: a ``for``
+    loop's variable, or ``zip``'s reused tuple, holds the previous one until the next
+    one is made.
     """
     config = config or FitConfig()
     for side in ("a", "b"):

@@ -189,7 +189,10 @@ def run(
     fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"]),
                              sampler(splits.val.x, n, settings["neighbourhood"]), order, config(settings),
                              stage=stage)
-    for p, fitted in zip(order, fits):
+    for p in order:
+        # next(), not zip(order, fits): zip's reused result tuple keeps the previous fit
+        # (and its activations) alive while the generator cuts and fits the next one
+        fitted = next(fits)
         if stage:
             stage(f"slice length {p}: {n} samples x {WINDOW // p} slices")
         result = fitted.evaluate(test_x, stage=stage, null_shuffles=null_shuffles)
