@@ -31,3 +31,15 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert runs[0][2] == runs[1][2]
     for summary in runs[0][2].values():
         assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["best_epoch"] == 1
+
+
+def test_another_noise_level_trains_on_its_own_data_and_caches_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQUIVTEST_CACHE", str(tmp_path))
+    one_epoch = {"lstm": 1, "transformer": 1}
+    suite = vibration_networks(epochs=one_epoch)[2]
+    quiet = vibration_networks(epochs=one_epoch, noise_snr_db=5.0)[2]
+    assert suite["splits"].noise_snr_db == -5.0 and quiet["splits"].noise_snr_db == 5.0
+    assert not np.array_equal(suite["splits"].train.x, quiet["splits"].train.x)
+    # one cached network per name and noise level
+    assert len(list(tmp_path.rglob("vibration-lstm-*.safetensors"))) == 2
+    assert len(list(tmp_path.rglob("vibration-transformer-*.safetensors"))) == 2

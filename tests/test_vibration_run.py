@@ -20,7 +20,7 @@ from equivtest.zoo.vibration_data import make_splits
 def test_the_run_lets_each_fit_go_before_the_next_is_cut(monkeypatch):
     torch.manual_seed(0)
     splits = make_splits(seed=0)
-    monkeypatch.setattr(vibration, "networks", lambda log=None: (LstmNet(), ConvTransformerNet(), {"networks": {}, "splits": splits}))
+    monkeypatch.setattr(vibration, "networks", lambda log=None, noise_snr_db=None: (LstmNet(), ConvTransformerNet(), {"networks": {}, "splits": splits}))
     monkeypatch.setitem(vibration.PROFILES, "tiny",
                         {"samples": 8, "max_rows": 40, "neighbourhood": 4, "n_eigenvectors": 3, "epsilon_k": 3})
     fitted_arrays, held_at_cut = [], []

@@ -1,6 +1,7 @@
 """How far a slice-wise map can carry the vibration suite's networks (a by-hand ceiling).
 
     python tools/probe_vibration.py [--windows 200] [--k 10] [--pool val|train+val] [--all-features]
+                                    [--noise-snr-db -5]
 
 Not part of the product or the tests: it measures what the README's vibration section
 quotes as the ceiling of the suite's stitched networks. On ``--windows`` validation
@@ -17,7 +18,8 @@ selection itself leaves.
 ``--pool train+val`` draws the windows from the training and validation sets (3,898 in
 all with ``--windows 3898``), to see whether more data lifts the ceiling;
 ``--all-features`` maps from and to all 64 of the transformer's features instead of
-every 4th.
+every 4th. ``--noise-snr-db`` trains (and caches) both networks at another sensor noise
+level than the suite's -5 dB, to see how the task's difficulty moves the ceiling.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from equivtest.capture import capture, forward_batched
 from equivtest.experiments import vibration
 from equivtest.layers import LayerSpec
 from equivtest.stitch import StitchedNetwork
+from equivtest.zoo.vibration import NOISE_SNR_DB, vibration_networks
 
 
 class SupervisedMap:
@@ -54,8 +57,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--pool", choices=("val", "train+val"), default="val")
     parser.add_argument("--all-features", action="store_true")
+    parser.add_argument("--noise-snr-db", type=float, default=NOISE_SNR_DB)
     args = parser.parse_args()
-    lstm, transformer, info = vibration.networks()
+    lstm, transformer, info = vibration_networks(noise_snr_db=args.noise_snr_db)
     nets = {"lstm": lstm, "transformer": transformer}
     splits = info["splits"]
     pool = splits.val.x if args.pool == "val" else np.concatenate([splits.train.x, splits.val.x])
@@ -63,7 +67,8 @@ def main() -> None:
     layers = dict(vibration.LAYERS)
     if args.all_features:
         layers["transformer"] = {**layers["transformer"], "neurons": None}
-    print(f"{len(fit_x)} windows from {args.pool}; transformer features: {'all 64' if args.all_features else 'every 4th'}")
+    print(f"{len(fit_x)} windows from {args.pool}; transformer features: {'all 64' if args.all_features else 'every 4th'}; "
+          f"noise {args.noise_snr_db:g} dB")
     test_x, test_y = splits.test
     own = {name: forward_batched(net, test_x).argmax(axis=1) for name, net in nets.items()}
     whole = LayerSpec(**vibration.LAYERS["transformer"])

@@ -114,20 +114,22 @@ def classification_scores(predicted: np.ndarray, labels: np.ndarray) -> dict[str
     }
 
 
-def networks(log=None):
+def networks(log=None, noise_snr_db: float | None = None):
+    """Both trained networks and their data; ``noise_snr_db`` None: the suite's -5 dB."""
     from ..zoo.vibration import vibration_networks
 
-    lstm, transformer, info = vibration_networks(log=log)
-    return lstm, transformer, info
+    noise = {} if noise_snr_db is None else {"noise_snr_db": float(noise_snr_db)}
+    return vibration_networks(log=log, **noise)
 
 
-def pair(p: int | None, lstm, transformer, summaries: dict | None = None) -> NetworkPair:
+def pair(p: int | None, lstm, transformer, summaries: dict | None = None, noise_snr_db: float | None = None) -> NetworkPair:
     """The pair at slice length p; ``None`` leaves the sequences whole (``fit_slice_lengths`` cuts them)."""
     return NetworkPair(
         lstm, transformer,
         LayerSpec(**LAYERS["lstm"], slice_length=p), LayerSpec(**LAYERS["transformer"], slice_length=p),
         name=NAME if p is None else f"{NAME}-p{p}", names=NAMES, task="classification",
-        metadata={"training": summaries or {}, **({} if p is None else {"slice_length": p})},
+        metadata={"training": summaries or {}, **({} if p is None else {"slice_length": p}),
+                  **({} if noise_snr_db is None else {"noise_snr_db": noise_snr_db})},
     )
 
 
@@ -167,11 +169,17 @@ def run(
     stage: Callable[[str], None] | None = None,
     null_shuffles: int = 0,
     slice_lengths: tuple[int, ...] = SLICE_LENGTHS,
+    noise_snr_db: float | None = None,
 ) -> ExperimentOutcome:
-    """Fit every slice length, score the stitched networks, build Tables 4.1 and 4.2."""
+    """Fit every slice length, score the stitched networks, build Tables 4.1 and 4.2.
+
+    ``noise_snr_db``: the sensor noise the networks are trained and tested at (None: the
+    suite's -5 dB); other levels are for probing how the task's difficulty moves the
+    results (``tools/vibration_noise.py``).
+    """
     settings = PROFILES[profile]
     t0 = time.perf_counter()
-    lstm, transformer, info = networks(log=stage)
+    lstm, transformer, info = networks(log=stage, noise_snr_db=noise_snr_db)
     splits = info["splits"]
     test_x, test_y = splits.test
     # per target: the untouched network's scores, and the stitched network's per slice length
@@ -186,7 +194,7 @@ def run(
         stage(f"{n} samples with neighbourhoods of {settings['neighbourhood']}, captured once for slice lengths "
               f"{', '.join(map(str, order))} (each fit on at most {settings['max_rows']} rows)")
     t = time.perf_counter()
-    fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"]),
+    fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"], splits.noise_snr_db),
                              sampler(splits.val.x, n, settings["neighbourhood"]), order, config(settings),
                              stage=stage)
     for p in order:
