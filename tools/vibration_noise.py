@@ -26,10 +26,11 @@ def main() -> None:
     for level in args.noise_snr_db:
         outcome = vibration.run(profile=args.profile, report_dir=None, noise_snr_db=level)
         for table in outcome.tables:
-            own, *stitched = table.rows  # columns: network, slices, accuracy, ..., agreement, thesis
-            cells = [f"{row[0].removeprefix('stitched, ')} {row[2] - own[2]:+.3f} (agreement {row[7]:.3f})"
-                     for row in stitched]
-            print(f"{level:+5.1f} dB | {own[0]} {own[2]:.3f} | stitched - own: {', '.join(cells)}", flush=True)
+            name, accuracy, agreement = (table.columns.index(c) for c in ("network", "accuracy", "agreement"))
+            own, *stitched = table.rows
+            cells = [f"{row[name].removeprefix('stitched, ')} {row[accuracy] - own[accuracy]:+.3f} "
+                     f"(agreement {row[agreement]:.3f})" for row in stitched]
+            print(f"{level:+5.1f} dB | {own[name]} {own[accuracy]:.3f} | stitched - own: {', '.join(cells)}", flush=True)
 
 
 if __name__ == "__main__":
