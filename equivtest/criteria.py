@@ -8,12 +8,17 @@ listing every criterion that missed its threshold.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
 
 from .errors import EquivtestError
 
-# name -> (higher is better, description)
+# name -> (higher is better, description); extend with register_criterion
 CRITERIA = {
     "activation_mse": (False, "MSE of transformed vs. true activations on the test inputs"),
     "output_mse": (False, "MSE of the stitched network's output vs. the target network's"),
@@ -50,6 +55,27 @@ CRITERIA = {
     "merge_gain": (True, "accuracy on C1 u C2 of the merger's prediction minus that of plain weight averaging"),
 }
 
+_BUILT_IN = frozenset(CRITERIA)
+
+
+def register_criterion(name: str, *, higher_is_better: bool, description: str, replace: bool = False) -> None:
+    """Make ``name`` a criterion that results, thresholds and baselines know.
+
+    Each criterion carries its own direction: ``higher_is_better=True`` for scores such
+    as agreement, ``False`` for errors. Registering a known name again is an error unless
+    ``replace=True`` (and the built-in criteria cannot be replaced), so two plugins cannot
+    silently give one name two meanings.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise EquivtestError(f"a criterion name is an identifier such as 'my_score', got {name!r}")
+    if not isinstance(higher_is_better, bool):
+        raise EquivtestError(f"higher_is_better must be True or False, got {higher_is_better!r}")
+    if name in _BUILT_IN:
+        raise EquivtestError(f"{name!r} is a built-in criterion; register yours under another name")
+    if name in CRITERIA and not replace:
+        raise EquivtestError(f"criterion {name!r} is already registered; pass replace=True to redefine it")
+    CRITERIA[name] = (higher_is_better, str(description))
+
 
 class EquivalenceFailure(AssertionError):
     """Raised by :meth:`EquivalenceResult.assert_equivalent`; the message lists each failure."""
@@ -66,8 +92,11 @@ class Criterion:
 
     @property
     def passed(self) -> bool | None:
+        """``None`` without a threshold; a NaN value never passes a threshold."""
         if self.threshold is None:
             return None
+        if math.isnan(self.value):
+            return False
         return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
 
     def with_threshold(self, threshold: float | None) -> "Criterion":
@@ -82,13 +111,59 @@ class Criterion:
         return {**asdict(self), "passed": self.passed}
 
 
-@dataclass
+@dataclass(frozen=True)
+class EvaluationArrays:
+    """What the criteria were computed on, for reports and baselines (read-only arrays).
+
+    ``inputs``: the test inputs where they are numeric (``None`` for text or audio);
+    ``activations[side]``: the test rows of each network's layer; ``groups``: the test
+    input each row came from; ``outputs[side]``: each network's own output (an array for
+    fixed-shape networks, a list of answers for transformers networks);
+    ``predictions[direction]``: the transformation's rows; ``stitched[direction]``: the
+    stitched network's output or answers.
+    """
+
+    inputs: Any
+    activations: Mapping[str, Any]
+    groups: Any
+    outputs: Mapping[str, Any]
+    predictions: Mapping[str, Any]
+    stitched: Mapping[str, Any]
+
+    def __post_init__(self):
+        for name in ("activations", "outputs", "predictions", "stitched"):
+            object.__setattr__(self, name, MappingProxyType({k: _frozen(v) for k, v in dict(getattr(self, name)).items()}))
+        object.__setattr__(self, "inputs", _frozen(self.inputs))
+        object.__setattr__(self, "groups", _frozen(self.groups))
+
+
+def _frozen(value):
+    if isinstance(value, np.ndarray):
+        value = value.view()
+        value.flags.writeable = False
+        return value
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
 class EquivalenceResult:
-    """All criteria of one fitted pair on one set of test inputs."""
+    """All criteria of one fitted pair on one set of test inputs: a value.
+
+    Nothing changes a result in place: :meth:`with_thresholds` and
+    :meth:`assert_equivalent` return new results. ``arrays`` (set by ``evaluate``) holds
+    what the criteria were computed on; it is not part of the result's equality.
+    """
 
     pair: str
-    criteria: list[Criterion]
-    info: dict = field(default_factory=dict)
+    criteria: tuple
+    info: Mapping = field(default_factory=dict)
+    arrays: EvaluationArrays | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "criteria", tuple(self.criteria))
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
     def get(self, name: str, direction: str) -> Criterion:
         for c in self.criteria:
@@ -104,14 +179,21 @@ class EquivalenceResult:
     def passed(self) -> bool:
         return all(c.passed is not False for c in self.criteria)
 
-    def with_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
-        """A copy with ``thresholds`` applied (see :meth:`apply_thresholds`)."""
-        return EquivalenceResult(self.pair, list(self.criteria), dict(self.info)).apply_thresholds(thresholds)
+    def derive(self, **changes) -> "EquivalenceResult":
+        """A new result with ``changes`` (criteria, info); the arrays come along.
 
-    def apply_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
-        """Set thresholds in place: ``{name: number}`` for every direction, or
+        The one place new results are made from old ones, so that a caller that follows
+        results (the pytest plugin records what a test asserted) can override it.
+        """
+        return replace(self, **changes)
+
+    def with_info(self, **info) -> "EquivalenceResult":
+        return self.derive(info={**self.info, **info})
+
+    def with_thresholds(self, thresholds: Mapping[str, "float | Mapping[str, float] | None"]) -> "EquivalenceResult":
+        """A new result with thresholds: ``{name: number}`` for every direction, or
         ``{name: {direction: number or None}}``; ``None`` makes a criterion informative
-        only. Unknown names or directions are an error. Returns ``self``."""
+        only. Unknown names or directions are an error."""
         known = {c.name for c in self.criteria}
         unknown = set(thresholds) - known
         if unknown:
@@ -124,20 +206,27 @@ class EquivalenceResult:
                 if bad:
                     raise EquivtestError(f"criterion {c.name!r} has no direction(s) {sorted(bad)}")
                 t = t.get(c.direction, c.threshold)
-            updated.append(c.with_threshold(None if t is None else float(t)))
-        self.criteria = updated
-        return self
+            if t is not None:
+                try:
+                    t = float(t)
+                except (TypeError, ValueError):
+                    raise EquivtestError(f"threshold of {c.name!r} must be a number or None, got {t!r}") from None
+                if math.isnan(t):
+                    raise EquivtestError(f"threshold of {c.name!r} is NaN; give a number, or None for no threshold")
+            updated.append(c.with_threshold(t))
+        return self.derive(criteria=tuple(updated))
+
+    def apply_thresholds(self, thresholds) -> "EquivalenceResult":
+        """Deprecated name of :meth:`with_thresholds` (results are values: use the return value)."""
+        return self.with_thresholds(thresholds)
 
     def failures(self) -> list[Criterion]:
         return [c for c in self.criteria if c.passed is False]
 
     def assert_equivalent(self, **thresholds) -> "EquivalenceResult":
-        """Apply ``thresholds`` in place (see :meth:`apply_thresholds`) and fail with every miss listed.
-
-        Applying in place means reports written later show the thresholds asserted.
-        """
+        """A new result with ``thresholds`` applied; fails listing every miss."""
         __tracebackhide__ = True
-        checked = self.apply_thresholds(thresholds)
+        checked = self.with_thresholds(thresholds)
         failed = checked.failures()
         if failed:
             lines = "\n".join(f"  - {c.describe_failure()}" for c in failed)
@@ -145,7 +234,8 @@ class EquivalenceResult:
         return checked
 
     def to_dict(self) -> dict:
-        return {"pair": self.pair, "passed": self.passed, "criteria": [c.to_dict() for c in self.criteria], "info": self.info}
+        return {"pair": self.pair, "passed": self.passed, "criteria": [c.to_dict() for c in self.criteria],
+                "info": dict(self.info)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "EquivalenceResult":
@@ -153,7 +243,13 @@ class EquivalenceResult:
         return cls(data["pair"], [Criterion(**{k: c[k] for k in fields}) for c in data["criteria"]], dict(data.get("info", {})))
 
 
-def criterion(name: str, direction: str, value: float, detail: str = "") -> Criterion:
-    higher, _ = CRITERIA[name]
-    return Criterion(name, direction, float(value), None, higher, detail)
+Evaluation = EquivalenceResult  # what ``evaluate`` returns: criteria plus ``arrays``
 
+
+def criterion(name: str, direction: str, value: float, detail: str = "") -> Criterion:
+    try:
+        higher, _ = CRITERIA[name]
+    except KeyError:
+        raise EquivtestError(f"unknown criterion {name!r}; register it first with "
+                             "equivtest.register_criterion(name, higher_is_better=..., description=...)") from None
+    return Criterion(name, direction, float(value), None, higher, detail)

@@ -1,23 +1,25 @@
-"""One-way flow of a fit: samples -> activations -> transformation -> criteria.
+"""One-way flow of a fit: data -> paired rows -> transformation -> evaluation.
 
-``fit_pair`` draws the samples, captures both networks' activations and fits the
-transformation; ``fit_slice_lengths`` does the same for several slice lengths of
-sequence layers from one capture; ``FittedPair.evaluate`` runs the criteria on test
-inputs. The pytest plugin, the CLI and the suites all drive these functions.
+``fit`` turns the fit's data into paired rows of both networks through the pair's
+pairing (whole samples, sequence slices, or positions of variable-length text and
+audio) and fits the transformation; ``fit_slice_lengths`` does the same for several
+slice lengths of sequence layers from one capture; ``FittedPair.evaluate`` scores the
+transformation on held-out inputs and returns an immutable evaluation. One path for
+every network kind: the pytest plugin, the CLI and the suites all drive these functions.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .capture import capture, capture_neighbourhoods, forward_batched, layer_widths
-from .criteria import EquivalenceResult, criterion
+from .criteria import EquivalenceResult, EvaluationArrays, criterion
 from .errors import ActivationError, EquivtestError, FitConfigError
 from .geometry import DEFAULT_RCOND
+from .pairing import Captured, TestRows, throttled_progress
 from .pairs import NetworkPair
 from .sampling import Sampler, SampleSet
 from .stitch import StitchedNetwork
@@ -59,99 +61,126 @@ class FitConfig:
         return Transformation(**params, names=names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FittedPair:
-    """A pair with its fitted transformation and everything the fit saw."""
+    """A pair with its fitted transformation and the rows the fit saw. Nothing changes it
+    after the fit: ``evaluate`` returns its results as values.
+
+    ``data`` is what the fit was given (a sampler, or a list of texts or waveforms);
+    ``activations[side] = (rows, neighbourhood rows)``; ``groups[r]`` the input row r came
+    from; ``samples`` the drawn :class:`SampleSet` of fixed-shape inputs (else ``None``).
+    """
 
     pair: NetworkPair
-    sampler: Sampler
+    data: Any
     config: FitConfig
-    samples: SampleSet
     transformation: Transformation
-    activations: dict  # side -> (sample activations, neighbourhood activations)
+    activations: dict
+    groups: np.ndarray
+    samples: SampleSet | None = None
+    info: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    listeners: list = field(default_factory=list)
-    null_shuffles: int = 0  # default for evaluate(); the plugin sets it from --equivtest-null
+
+    @property
+    def sampler(self):
+        """The fit's data (a :class:`Sampler` for fixed-shape pairs); kept for older callers."""
+        return self.data
+
+    @property
+    def sample_rows(self) -> list[int]:
+        """Rows each input gave (sequence pairs: positions kept per input)."""
+        return np.bincount(self.groups).tolist()
+
+    def describe_data(self) -> dict:
+        describe = getattr(self.data, "describe", None)
+        data = describe() if callable(describe) else {"kind": type(self.data).__name__, "n_inputs": self.info.get("n_inputs")}
+        return {**data, "pairing": self.pair.pairing.describe()}
 
     def stitched(self, to: str, **kwargs) -> StitchedNetwork:
-        """The stitched network whose *target* is ``to`` ("a" or "b")."""
+        """The stitched network whose *target* is ``to`` ("a" or "b"), for fixed-shape pairs."""
+        p = self.pair
+        if p.kind != "torch":
+            raise EquivtestError("StitchedNetwork serves fixed-shape torch pairs; for transformers pairs use "
+                                 "evaluate(), whose arrays hold the stitched answers")
         target = self.transformation.side(to)
         source = "a" if target == "b" else "b"
-        p = self.pair
         domain_map = p.domain_map if target == "b" else None
         if target == "a" and p.domain_map is not None:
-            raise NotImplementedError("stitching into A needs the inverse of the domain map; fit the pair the other way round")
+            raise EquivtestError("stitching into A needs the inverse of the domain map; fit the pair the other way round")
         return StitchedNetwork(
             p.network(source), p.network(target), p.layer(source), p.layer(target),
             self.transformation, target, domain_map=domain_map, batch_size=self.config.batch_size, **kwargs,
         )
 
+    def directions(self) -> list[tuple[str, str]]:
+        """(source, target) pairs the pairing can stitch: both ways, or A into B only."""
+        return self.pair.pairing.directions(self.pair)
+
     def evaluate(
-        self, test_inputs, *, thresholds: dict | None = None, stage: Stage | None = None, null_shuffles: int | None = None
+        self, test_inputs, *, thresholds: dict | None = None, stage: Stage | None = None, null_shuffles: int = 0,
+        target_input: str | None = None,
     ) -> EquivalenceResult:
-        """All criteria on ``test_inputs`` (inputs of A's domain), in both directions.
+        """Every criterion on ``test_inputs`` (inputs of A's domain), in each direction the
+        pairing allows; returns an immutable result whose ``arrays`` hold what they were
+        computed on.
 
         ``null_shuffles`` > 0 adds null calibration: the transformation is refitted on
-        that many random re-pairings of the samples, and ``null_activation_mse`` and
-        ``null_ratio`` say how far the real fit beats chance pairing.
+        that many random re-pairings of the rows, and ``null_activation_mse`` and
+        ``null_ratio`` say how far the real fit beats chance pairing. ``target_input``
+        (transformers pairs): feed the stitched target its ``"real"`` input or a
+        ``"dummy"`` of the same length, instead of what the pairing says.
         """
-        null_shuffles = self.null_shuffles if null_shuffles is None else int(null_shuffles)
+        null_shuffles = _count(null_shuffles, "null_shuffles")
         t0 = time.perf_counter()
-        p, cfg = self.pair, self.config
-        test_inputs = np.asarray(test_inputs)
-        acts, outputs = {}, {}
-        for side in ("a", "b"):
-            net, x = p.network(side), p.inputs_for(side, test_inputs)
-            acts[side] = capture(net, x, p.layer(side), batch_size=cfg.batch_size)
-            outputs[side] = forward_batched(net, x, cfg.batch_size)
+        p, pairing = self.pair, self.pair.pairing
+        if target_input is not None:
+            if not hasattr(pairing, "target_input"):
+                raise EquivtestError(f"target_input applies to transformers pairs; this pair's pairing is {pairing!r}")
+            pairing = replace(pairing, target_input=target_input)
+            p = replace(p, pairing=pairing)
+        if stage:
+            stage("capturing the test inputs")
+        test = pairing.test_rows(p, test_inputs, self.info)
         found, predictions, stitched = [], {}, {}
-        rng = np.random.default_rng(self.sampler.seed)
-        n = len(self.activations["b"][0])  # rows: samples, or samples x slices for sequence layers
+        rng = np.random.default_rng(self.info.get("seed", 0))
+        n = len(self.groups)
         nulls = [self.transformation.repaired(rng.permutation(n)) for _ in range(null_shuffles)]
         residual = self.transformation.diffusion_residual()
-        for source, target in DIRECTIONS:
+        for source, target in pairing.directions(p):
             direction = f"{source}->{target}"
             if stage:
                 stage(f"criteria {direction}")
-            predicted = predictions[direction] = self.transformation.predict(acts[source], to=target)
-            mse = np.mean((predicted - acts[target]) ** 2)
+            predicted = predictions[direction] = self.transformation.predict(test.rows[source], to=target)
+            mse = pairing.activation_mse(test, predicted, source, target)
             found.append(criterion("activation_mse", direction, mse))
             if null_shuffles > 0:
-                null = np.median([np.mean((t.predict(acts[source], to=target) - acts[target]) ** 2) for t in nulls])
+                null = float(np.median([pairing.activation_mse(test, t.predict(test.rows[source], to=target), source, target)
+                                        for t in nulls]))
                 found.append(criterion("null_activation_mse", direction, null, f"{null_shuffles} shuffle(s)"))
                 found.append(criterion("null_ratio", direction, mse / null if null > 0 else np.inf))
             found.append(criterion("diffusion_residual", direction, residual[direction]))
-            if target == "a" and p.domain_map is not None:
-                continue
-            # the stitched network's source half is what was just captured: reuse it
-            stitched_out = stitched[direction] = self.stitched(target)(test_inputs, source_activations=acts[source])
-            if p.task == "classification":
-                agree = np.mean(stitched_out.argmax(axis=1) == outputs[target].argmax(axis=1))
-                found.append(criterion("agreement", direction, agree))
-            else:
-                found.append(criterion("output_mse", direction, np.mean((stitched_out - outputs[target]) ** 2)))
+            stitched[direction] = pairing.stitch(p, test, predicted, target)
+            found.extend(output_criteria(p, test, stitched[direction], target, direction))
         found.extend(self.transformation.geometry_criteria())
-        found.extend(self.whitney())
+        found.extend(self.whitney(test))
         if stage:
             stage("reference measures")
-        found.extend(self.reference_measures(test_inputs, acts, outputs))
-        # kept for reports and baselines: what the criteria were computed on
-        self.test_inputs, self.test_activations, self.test_outputs = test_inputs, acts, outputs
-        self.test_predictions, self.test_stitched = predictions, stitched
-        result = EquivalenceResult(p.name, found, {"n_test": int(len(test_inputs))})
-        if thresholds:
-            result = result.with_thresholds(thresholds)
-        self.timings["evaluate_s"] = time.perf_counter() - t0
-        for listener in self.listeners:
-            listener(self, result)
-        return result
+        found.extend(self.reference_measures(test, p))
+        numeric = test.inputs if isinstance(test.inputs, np.ndarray) else None
+        arrays = EvaluationArrays(numeric, test.rows, test.groups, test.outputs, predictions, stitched)
+        info = {"n_test": len(test_inputs), "evaluate_s": round(time.perf_counter() - t0, 6),
+                **({"target_input": pairing.target_input} if hasattr(pairing, "target_input") else {})}
+        result = EquivalenceResult(p.name, found, info, arrays)
+        return result.with_thresholds(thresholds) if thresholds else result
 
-    def reference_measures(self, test_inputs, acts: dict, outputs: dict) -> list:
-        """CKA, Procrustes distance and a linear stitch on the same activations, so a user
-        sees whether the diffusion-map transformation beats what they already know."""
+    def reference_measures(self, test: TestRows, pair: NetworkPair | None = None) -> list:
+        """CKA, Procrustes distance and a linear stitch on the same rows, so a user sees
+        whether the transformation beats what they already know."""
         from .measures import LinearCKA, LinearStitch, ProcrustesDistance
 
-        p, (sa, sb) = self.pair, (self.activations["a"][0], self.activations["b"][0])
+        p = pair or self.pair
+        pairing = p.pairing
+        sa, sb = self.activations["a"][0], self.activations["b"][0]
         found = []
         try:
             found += [
@@ -161,60 +190,102 @@ class FittedPair:
             ]
         except EquivtestError as exc:  # e.g. a constant layer: the measure is undefined, not the run
             found.append(criterion("cka", "a<->b", float("nan"), f"undefined: {exc}"))
-        for source, target in DIRECTIONS:
-            if target == "a" and p.domain_map is not None:
-                continue
+        for source, target in pairing.directions(p):
             direction = f"{source}->{target}"
             linear = LinearStitch().fit(self.activations[source][0], self.activations[target][0])
-            found.append(criterion("linear_activation_mse", direction, np.mean((linear.predict(acts[source]) - acts[target]) ** 2)))
-            stitched = linear.stitched_network(
-                p.network(source), p.network(target), p.layer(source), p.layer(target),
-                target_input_map=p.domain_map if target == "b" else None, batch_size=self.config.batch_size,
-            )(test_inputs, source_activations=acts[source])
-            if p.task == "classification":
-                found.append(criterion("linear_agreement", direction,
-                                       np.mean(stitched.argmax(axis=1) == outputs[target].argmax(axis=1))))
-            else:
-                found.append(criterion("linear_output_mse", direction, np.mean((stitched - outputs[target]) ** 2)))
+            predicted = linear.predict(test.rows[source])
+            found.append(criterion("linear_activation_mse", direction, pairing.activation_mse(test, predicted, source, target)))
+            out = pairing.stitch(p, test, predicted, target)
+            found.extend(output_criteria(p, test, out, target, direction, prefix="linear_"))
         return found
 
-    def whitney(self):
+    def whitney(self, test: TestRows | None = None) -> list:
+        """Whitney's 2d+1: no layer up to the chosen one narrower than twice the input
+        manifold's dimension plus one. d is the pair's ``intrinsic_dim``, else estimated
+        from the samples (fixed-shape inputs) or from A's rows (text and audio)."""
         p = self.pair
-        d = p.intrinsic_dim if p.intrinsic_dim is not None else estimate_intrinsic_dimension(self.samples.samples)
+        if p.intrinsic_dim is not None:
+            d, source = int(p.intrinsic_dim), "given"
+        elif self.samples is not None:
+            d, source = estimate_intrinsic_dimension(self.samples.samples), "estimated from the samples"
+        else:
+            d, source = estimate_intrinsic_dimension(self.activations["a"][0]), "estimated from A's rows"
         out = []
         for side in ("a", "b"):
-            x = p.inputs_for(side, self.samples.samples[:2])
-            widths = layer_widths(p.network(side), x, p.layer(side).path)
+            example = self._example(side)
+            widths = p.side(side).widths(example)
             check = whitney_check(widths, self.activations[side][0].shape[1], d)
-            detail = f"d={d}, 2d+1={check.required}, narrowest {check.narrowest[0]}={check.narrowest[1]}"
+            detail = f"d={d} ({source}), 2d+1={check.required}, narrowest {check.narrowest[0]}={check.narrowest[1]}"
             out.append(criterion("whitney", side, check.value, detail).with_threshold(check.required))
         return out
 
+    def _example(self, side: str):
+        if self.samples is not None:
+            return self.pair.inputs_for(side, self.samples.samples[:2])
+        first = self.data[int(self.groups[0])] if len(self.groups) else self.data[0]
+        return self.pair.inputs_for(side, first)
 
-def _throttled_progress(stage: Stage | None, label: str, every_s: float = 2.0):
-    """A capture progress callback that reports through ``stage`` at most every ``every_s``
-    seconds (and at the end), so long captures show movement without flooding a log."""
-    if stage is None:
-        return None
-    last = [time.perf_counter()]
 
-    def progress(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done >= total or now - last[0] >= every_s:
-            last[0] = now
-            stage(f"{label}: {done:,}/{total:,} inputs")
+def output_criteria(pair: NetworkPair, test: TestRows, stitched, target: str, direction: str, prefix: str = "") -> list:
+    """The task's criterion of the stitched network against the target's own output.
 
-    return progress
+    Regression: output MSE (NaN when an output is not finite). Classification and
+    transcription: the share of inputs where both answer the same; a NaN or inf output
+    counts as disagreement, and the criterion's detail says how many there were.
+    """
+    net, own = pair.side(target), test.outputs[target]
+    if pair.task == "regression":
+        own_a, new = np.asarray(own, dtype=np.float64), np.asarray(stitched, dtype=np.float64)
+        bad = int((~np.isfinite(new.reshape(len(new), -1)).all(axis=1)).sum())
+        detail = f"{bad} of {len(new)} stitched outputs not finite" if bad else ""
+        return [criterion(f"{prefix}output_mse", direction, np.mean((new - own_a) ** 2), detail)]
+    mine, theirs = net.answers(stitched, pair.task), net.answers(own, pair.task)
+    same = np.array([_same_answer(x, y) for x, y in zip(mine, theirs)], dtype=bool)
+    bad = sum(1 for x in list(mine) + list(theirs) if _no_answer(x))
+    detail = f"{bad} output(s) not finite, counted as disagreement" if bad else ""
+    found = [criterion(f"{prefix}agreement", direction, float(same.mean()) if len(same) else float("nan"), detail)]
+    if pair.task == "transcription" and not prefix:
+        from .adapters.hf.words import word_agreement
+
+        found.append(criterion("word_agreement", direction, word_agreement(list(theirs), list(mine))))
+    return found
+
+
+def _no_answer(x) -> bool:
+    return isinstance(x, (int, np.integer)) and int(x) < 0
+
+
+def _same_answer(x, y) -> bool:
+    return not _no_answer(x) and not _no_answer(y) and x == y
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
+        raise EquivtestError(f"{name} must be a non-negative whole number, got {value!r}")
+    return int(value)
+
+
+def fit(pair: NetworkPair, data, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
+    """Paired rows of both networks (the pair's pairing decides how) -> transformation.
+
+    ``data``: a :class:`Sampler` for fixed-shape torch pairs; a list of texts or
+    waveforms for transformers pairs.
+    """
+    if not isinstance(pair, NetworkPair):
+        raise TypeError(f"fit needs a NetworkPair, got {type(pair).__name__}")
+    config = config or FitConfig()
+    captured = pair.pairing.capture(pair, data, config, stage)
+    rows = _drawn_rows(len(captured.groups), config.max_rows, getattr(data, "seed", 0), stage)
+    activations, groups = captured.activations, captured.groups
+    if rows is not None:
+        activations = {side: (s[rows], nb[rows]) for side, (s, nb) in activations.items()}
+        groups = groups[rows]
+    return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage)
 
 
 def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
-    """Draw samples, capture both networks, fit the transformation in both directions."""
-    config = config or FitConfig()
-    samples, activations, timings = _capture_pair(pair, sampler, config, stage)
-    rows = _drawn_rows(len(activations["a"][0]), config.max_rows, sampler.seed, stage)
-    if rows is not None:
-        activations = {side: (s[rows], nb[rows]) for side, (s, nb) in activations.items()}
-    return _fit(pair, sampler, config, samples, activations, timings, stage)
+    """:func:`fit` of a fixed-shape pair on a sampler (the name this function had first)."""
+    return fit(pair, sampler, config, stage=stage)
 
 
 def fit_slice_lengths(
@@ -243,7 +314,8 @@ def fit_slice_lengths(
                 "(give LayerSpec(..., layout='bsf') or fit it with fit_pair)"
             )
     positions = _with_slice_length(pair, 1)
-    samples, captured, timings = _capture_pair(positions, sampler, config, stage)
+    first = positions.pairing.capture(positions, sampler, config, stage)
+    captured, samples, timings = first.activations, first.samples, first.timings
     n = len(samples.samples)
     lengths = {side: len(captured[side][0]) // n for side in ("a", "b")}
     if lengths["a"] != lengths["b"]:
@@ -261,7 +333,11 @@ def fit_slice_lengths(
                        for side in ("a", "b")}
         if index == len(slice_lengths) - 1:
             del captured  # the last fit need not share memory with the whole capture
-        yield _fit(sliced, sampler, config, samples, activations, {**timings, "cut_s": time.perf_counter() - t}, stage)
+        per = n_rows // n
+        groups = np.repeat(np.arange(n), per) if rows is None else rows // per
+        info = {**first.info, "n_rows": int(len(groups))}
+        yield _fit(sliced, sampler, config, Captured({}, groups, samples, info), activations, groups,
+                   {**timings, "cut_s": time.perf_counter() - t}, stage)
         del activations  # held by the fit just handed out; the caller decides when it goes
 
 
@@ -270,35 +346,14 @@ def _with_slice_length(pair: NetworkPair, p: int) -> NetworkPair:
                    layer_a=replace(pair.layer_a, slice_length=p), layer_b=replace(pair.layer_b, slice_length=p))
 
 
-def _capture_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig, stage: Stage | None):
-    """The samples and both networks' activations of them and of their neighbourhoods."""
-    timings = {}
-    t = time.perf_counter()
+def _fit(pair, data, config, captured: Captured, activations, groups, timings, stage) -> FittedPair:
     if stage:
-        stage("sampling")
-    samples = sampler.draw()
-    timings["sampling_s"] = time.perf_counter() - t
-    activations = {}
-    for side in ("a", "b"):
-        if stage:
-            stage(f"capturing {pair.names[0 if side == 'a' else 1]} at {pair.layer(side).path!r}")
-        t = time.perf_counter()
-        mapped = samples if side == "a" or pair.domain_map is None else samples.mapped(pair.domain_map)
-        activations[side] = capture_neighbourhoods(
-            pair.network(side), mapped.samples, mapped.neighbourhoods, pair.layer(side), batch_size=config.batch_size,
-            progress=_throttled_progress(stage, f"capturing {pair.names[0 if side == 'a' else 1]}"),
-        )
-        timings[f"capture_{side}_s"] = time.perf_counter() - t
-    return samples, activations, timings
-
-
-def _fit(pair, sampler, config, samples, activations, timings, stage) -> FittedPair:
-    if stage:
-        stage("fitting the transformation")
+        stage(f"fitting the transformation on {len(groups):,} rows")
     t = time.perf_counter()
     transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage)
     timings["fit_s"] = time.perf_counter() - t
-    return FittedPair(pair, sampler, config, samples, transformation, activations, timings)
+    info = {**captured.info, "seed": int(getattr(data, "seed", getattr(pair.pairing, "seed", 0)) or 0)}
+    return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info, timings)
 
 
 def _drawn_rows(n: int, max_rows: int | None, seed: int, stage: Stage | None = None) -> np.ndarray | None:

@@ -1,10 +1,14 @@
 """The pytest plugin: pairs as fixtures, a session-wide fit cache, a summary table.
 
 Loaded through the ``pytest11`` entry point when equivtest is installed. A test asks
-for ``equivtest_fit`` and calls it with a :class:`NetworkPair`, a sampler and a
-config; the fit runs once per session for each distinct combination. Every
-``evaluate`` is collected for the end-of-session table, and written as a JSON record
-(with the transformation) when ``--equivtest-report-dir`` is given.
+for ``equivtest_fit`` and calls it with a :class:`NetworkPair` (torch modules or
+transformers models), the fit's data (a sampler, or a list of texts or waveforms) and
+a config; the fit runs once per session for each distinct pair, data content and config.
+The fit handed to a test is a :class:`SessionFit`: its ``evaluate`` records the
+evaluation (and, through :meth:`EquivalenceResult.derive`, every result a test derives
+from it, such as the one ``assert_equivalent`` returns) for the end-of-session table,
+and for a JSON record when ``--equivtest-report-dir`` is given. Nothing is planted in
+the engine: the plugin follows evaluations through its own wrapper.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # the heavy imports (torch, datafold) wait until a test needs them
-    from .criteria import EquivalenceResult
+from .criteria import EquivalenceResult  # numpy only: the heavy imports (torch, datafold) wait
+
+if TYPE_CHECKING:
     from .engine import FitConfig, FittedPair
     from .pairs import NetworkPair
     from .sampling import Sampler
@@ -59,21 +64,26 @@ def pytest_addoption(parser):
 
 
 @dataclass
+class _Evaluated:
+    """One evaluation made in a test, and the latest result a test derived from it."""
+
+    fitted: "FittedPair"
+    result: "EquivalenceResult"
+
+
+@dataclass
 class EquivtestSession:
     """Per-session state. Options are read when used, so a conftest may still set them."""
 
     config: pytest.Config
-    evaluated: list = field(default_factory=list)  # (FittedPair, EquivalenceResult)
+    evaluated: list = field(default_factory=list)  # _Evaluated, in the order tests evaluated
     from_workers: list = field(default_factory=list)  # results reported by pytest-xdist workers
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
 
-    def on_result(self, fitted: "FittedPair", result: "EquivalenceResult") -> None:
-        self.evaluated.append((fitted, result))
-
     @property
     def results(self) -> list:
-        return [result for _, result in self.evaluated] + self.from_workers
+        return [entry.result for entry in self.evaluated] + self.from_workers
 
     @property
     def report_dir(self) -> Path | None:
@@ -90,8 +100,8 @@ class EquivtestSession:
             return
         from .record import write_run
 
-        for fitted, result in self.evaluated:
-            record = write_run(fitted, result, self.report_dir)
+        for entry in self.evaluated:
+            record = write_run(entry.fitted, entry.result, self.report_dir)
             self.records.append(record)
             if self.html:
                 from .report.html import write_html
@@ -128,41 +138,75 @@ def pytest_sessionstart(session):
 
 
 class FitCache:
-    """Callable returned by the ``equivtest_fit`` fixture: ``fit(pair, sampler, config)``."""
+    """Callable returned by the ``equivtest_fit`` fixture: ``fit(pair, data, config)``.
+
+    A fit is shared by every test that asks for the same pair object, the same data
+    *content* (the drawn samples' bytes, or the texts and waveforms themselves) and the
+    same config, so two samplers over different arrays never share a fit.
+    """
 
     def __init__(self, session: EquivtestSession):
         self._session = session
 
-    def __call__(self, pair: "NetworkPair", sampler: "Sampler", config: "FitConfig | None" = None) -> "FittedPair":
-        from .engine import FitConfig, fit_pair
+    def __call__(self, pair: "NetworkPair", data, config: "FitConfig | None" = None) -> "SessionFit":
+        from .engine import FitConfig, fit
         from .pairs import NetworkPair
 
         if not isinstance(pair, NetworkPair):
             raise TypeError(f"equivtest_fit needs a NetworkPair, got {type(pair).__name__}")
         config = config or FitConfig()
-        key = (id(pair), _sampler_key(sampler), config)
+        key = (id(pair), pair.pairing.data_key(data), config)
         fitted = self._session.fits.get(key)
         if fitted is None:
-            fitted = fit_pair(pair, sampler, config)
-            fitted.null_shuffles = self._session.config.getoption("equivtest_null")
-            fitted.listeners.append(self._session.on_result)
-            self._session.fits[key] = fitted
-        return fitted
+            fitted = self._session.fits[key] = (pair, fit(pair, data, config))  # the pair is held so its id stays unique
+        return SessionFit(fitted[1], self._session)
 
 
-def _sampler_key(sampler) -> tuple:
-    """The sampler itself where it hashes (frozen dataclasses compare by value, other
-    objects by identity); else its description, which digests arrays."""
-    try:
-        hash(sampler)
-    except TypeError:
-        return ("described", json.dumps(sampler.describe(), sort_keys=True, default=str))
-    return ("value", sampler)
+class SessionFit:
+    """A fitted pair as a test sees it: ``evaluate`` records what the test evaluated.
+
+    The shared :class:`~equivtest.engine.FittedPair` is never changed; every other
+    attribute is the fitted pair's own. ``--equivtest-null N`` is the default of
+    ``null_shuffles``.
+    """
+
+    def __init__(self, fitted: "FittedPair", session: EquivtestSession):
+        self._fitted, self._session = fitted, session
+
+    def __getattr__(self, name):
+        return getattr(self._fitted, name)
+
+    @property
+    def fitted(self) -> "FittedPair":
+        return self._fitted
+
+    def evaluate(self, test_inputs, **kwargs) -> "EquivalenceResult":
+        kwargs.setdefault("null_shuffles", self._session.config.getoption("equivtest_null"))
+        result = self._fitted.evaluate(test_inputs, **kwargs)
+        entry = _Evaluated(self._fitted, result)
+        self._session.evaluated.append(entry)
+        return _tracked(result, entry)
+
+
+class _TrackedResult(EquivalenceResult):
+    """A result the plugin follows: a result derived from it (thresholds asserted, a
+    baseline's status) becomes what the session's record and table show."""
+
+    def derive(self, **changes):
+        return _tracked(super().derive(**changes), self._entry)
+
+
+def _tracked(result, entry: _Evaluated) -> _TrackedResult:
+    """``result`` as a :class:`_TrackedResult` whose derived results update ``entry``."""
+    tracked = _TrackedResult(result.pair, result.criteria, result.info, result.arrays)
+    object.__setattr__(tracked, "_entry", entry)
+    entry.result = tracked
+    return tracked
 
 
 @pytest.fixture(scope="session")
 def equivtest_fit(request) -> FitCache:
-    """Fit a pair's transformation once per session: ``equivtest_fit(pair, sampler, config)``."""
+    """Fit a pair's transformation once per session: ``equivtest_fit(pair, data, config)``."""
     return FitCache(request.config.stash[_KEY])
 
 
@@ -187,16 +231,20 @@ class BaselineCheck:
         from .baseline import BaselineFailure, check_baseline, write_baseline
 
         config = self._request.config
+        fitted = getattr(fitted, "fitted", fitted)
         name = name or re.sub(r"[^\w.-]+", "_", self._request.node.name)
+        if getattr(result, "arrays", None) is None:
+            raise TypeError("equivtest_baseline needs the result evaluate() returned (it holds the test "
+                            "activations the stored transformation is checked on), not one rebuilt from a dict")
         if config.getoption("equivtest_regen_all"):
             json_path, _ = write_baseline(self.folder, name, fitted, result)
-            result.info["baseline"] = "regenerated"
+            result.with_info(baseline="regenerated")
             raise BaselineFailure(f"--equivtest-regen-all: baseline rewritten: {json_path}")
         outcome = check_baseline(
             self.folder, name, fitted, result, tolerances=tolerances,
             regen=config.getoption("equivtest_force_regen"), artefact_hint=_artefact_hint(config),
         )
-        result.info["baseline"] = outcome.status
+        result.with_info(baseline=outcome.status)
         if outcome.status != "passed":
             flag = "" if outcome.status != "regressed" else "\n(accept the new values with --equivtest-force-regen)"
             raise BaselineFailure(
@@ -231,7 +279,7 @@ def pair(func=None, *, name: str | None = None, scope: str = "session"):
             if not isinstance(value, NetworkPair):
                 raise TypeError(
                     f"@equivtest.pair fixture {(name or f.__name__)!r} returned {type(value).__name__}; "
-                    "return equivtest.NetworkPair(a, b, layer_a, layer_b)"
+                    "return equivtest.NetworkPair(a, b, layer_a, layer_b), or NetworkPair(HFNetwork(...), HFNetwork(...))"
                 )
             return value
 

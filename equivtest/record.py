@@ -43,17 +43,18 @@ def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": suite,
         "pair": fitted.pair.describe(),
-        "sampler": fitted.sampler.describe(),
+        "sampler": fitted.describe_data(),
         "config": asdict(fitted.config),
         "fit": {
-            "n_samples": fitted.samples.n_samples,
-            "neighbourhood_size": fitted.samples.neighbourhood_size,
+            "n_samples": int(fitted.info.get("n_inputs", len(set(fitted.groups.tolist())))),
+            "n_rows": int(len(fitted.groups)),
+            "neighbourhood_size": int(fitted.activations["a"][1].shape[1]),
             "epsilon": {"a": t.side_a_.epsilon, "b": t.side_b_.epsilon},
             "eigenvalues": {"a": t.side_a_.eigenvalues.tolist(), "b": t.side_b_.eigenvalues.tolist()},
         },
         "versions": library_versions(),
         "result": result.to_dict(),
-        "timings": dict(fitted.timings),
+        "timings": {**fitted.timings, **({"evaluate_s": result.info["evaluate_s"]} if "evaluate_s" in result.info else {})},
         "artefacts": dict(artefacts or {}),
         "tables": [table.to_dict() for table in tables or ()],
     }
@@ -80,7 +81,7 @@ def write_run(fitted, result, root: str | Path, *, suite: str | None = None, sav
     if save_transformation:
         fitted.transformation.save(folder / "transformation.npz")
         artefacts["transformation"] = "transformation.npz"
-    save_plot_arrays(fitted, folder / "plots.npz")
+    save_plot_arrays(fitted, folder / "plots.npz", result)
     artefacts["plots"] = "plots.npz"
     record = build_record(fitted, result, suite=suite, artefacts=artefacts, tables=tables)
     return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())

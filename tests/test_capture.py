@@ -396,7 +396,7 @@ def test_fit_reports_capture_progress_through_its_stage_callback():
     # Long captures (the vibration suite's full profile pushes 665,600 windows through a
     # transformer) must show movement; the stage callback is throttled, and always
     # reports the finished count.
-    from equivtest.engine import _throttled_progress
+    from equivtest.pairing import throttled_progress as _throttled_progress
 
     seen = []
     progress = _throttled_progress(seen.append, "capturing net", every_s=3600.0)

@@ -45,10 +45,42 @@ def test_failure_message_names_criterion_value_and_threshold():
     assert isinstance(info.value, AssertionError)
 
 
-def test_assert_equivalent_applies_thresholds_in_place_for_reports():
+def test_assert_equivalent_returns_a_new_result_and_leaves_the_old_one_alone():
     result = make_result()
-    result.assert_equivalent(activation_mse={"b->a": 1e-5})
-    assert result.get("activation_mse", "b->a").threshold == 1e-5
+    checked = result.assert_equivalent(activation_mse={"b->a": 1e-5})
+    assert checked.get("activation_mse", "b->a").threshold == 1e-5
+    assert result.get("activation_mse", "b->a").threshold is None
+    assert result.with_thresholds({"agreement": 0.5}) is not result
+    with pytest.raises(Exception):
+        result.criteria = ()  # frozen
+    with pytest.raises(TypeError):
+        result.info["x"] = 1  # read-only
+
+
+def test_a_nan_criterion_never_passes_a_threshold():
+    from equivtest.criteria import Criterion
+
+    assert Criterion("agreement", "a->b", float("nan"), 0.5, True).passed is False
+    assert Criterion("activation_mse", "a->b", float("nan"), 0.5, False).passed is False
+
+
+def test_users_register_their_own_criteria_with_a_direction():
+    from equivtest.criteria import CRITERIA, criterion, register_criterion
+
+    register_criterion("my_margin_test", higher_is_better=True, description="a user's score")
+    try:
+        c = criterion("my_margin_test", "a->b", 0.7).with_threshold(0.5)
+        assert c.higher_is_better and c.passed
+        with pytest.raises(EquivtestError, match="already registered"):
+            register_criterion("my_margin_test", higher_is_better=False, description="again")
+        with pytest.raises(EquivtestError, match="built-in"):
+            register_criterion("agreement", higher_is_better=True, description="x", replace=True)
+        with pytest.raises(EquivtestError, match="identifier"):
+            register_criterion("my score", higher_is_better=True, description="x")
+    finally:
+        CRITERIA.pop("my_margin_test", None)
+    with pytest.raises(EquivtestError, match="register_criterion"):
+        criterion("my_margin_test", "a->b", 0.7)
 
 
 def test_unknown_criterion_or_direction_is_an_error():

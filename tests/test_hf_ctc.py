@@ -121,5 +121,5 @@ def test_bad_position_maps_are_clear_errors():
     fitted = fit_hf(two_way, ["the film was good", "bad film", "the plot", "good good film"], config,
                     HFSampling(GaussianNeighbourhood(5, 0.05), align=lambda s, la, lb: np.arange(lb)))
     assert list(fitted.directions()) == [("a", "b")]
-    with pytest.raises(EquivtestError, match="stitches from A into B only"):
-        fitted.stitched_answers(["the film"], to="a")
+    result = fitted.evaluate(["the film", "bad plot"])  # a position map stitches from A into B only
+    assert {c.direction for c in result.criteria if c.name == "agreement"} == {"a->b"}

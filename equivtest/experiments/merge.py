@@ -186,7 +186,7 @@ def run(*, profile: str = "ci", report_dir: str | Path | None = "reports", stage
         found += [criterion("merge_gain", "predicted-averaged", accs["predicted"][2] - accs["averaged"][2])]
         found += distances["predicted"]
         results.append(EquivalenceResult(pair_name, found, {"seed": seed, "C1": list(a), "C2": list(b)})
-                       .apply_thresholds(THRESHOLDS))
+                       .with_thresholds(THRESHOLDS))
         if seed in prof.fit_seeds:
             say(f"transformation: predicted vs. joint network, {pair_name}")
             pair = NetworkPair(nets["predicted"], nets["joint"], "act4", "act4", name=f"{pair_name}-transformation",

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from .._threads import torch_threads
-from ..adapters.hf import HFPair, HFSampling, fit_hf, word_error_rate
-from ..engine import FitConfig
+from ..adapters.hf import Positions, answers_by_direction, word_error_rate
+from ..engine import FitConfig, fit
+from ..pairs import NetworkPair
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
 from .outcome import ExperimentOutcome
@@ -63,7 +65,7 @@ HUB_FEATURES = 128
 
 
 def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: str | None = None,
-         n_train: int = PROFILES["ci"]["n_train"], epochs: int | None = None) -> HFPair:
+         n_train: int = PROFILES["ci"]["n_train"], epochs: int | None = None) -> NetworkPair:
     if source == "hub":
         from ..zoo.speech_hub import HUB_IDS, encoder_decoder_network, wav2vec2_network
 
@@ -71,7 +73,7 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
                "b": hub_b or os.environ.get("EQUIVTEST_SPEECH_HUB_B", HUB_IDS["speech2text"])}
         a = wav2vec2_network(ids["a"], HUB_LAYERS["wav2vec2"], HUB_FEATURES)
         b = encoder_decoder_network(ids["b"], HUB_LAYERS["speech2text"], HUB_FEATURES)
-        return HFPair(a, b, name=NAME, names=("wav2vec2", "speech2text"), task="transcription",
+        return NetworkPair(a, b, name=NAME, names=("wav2vec2", "speech2text"), task="transcription",
                       metadata={"source": "hub", "ids": ids})
     if source != "embedded":
         raise ValueError(f"source must be 'embedded' or 'hub', got {source!r}")
@@ -79,7 +81,7 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
 
     nets = speech_networks(n_train, log=log, epochs=epochs)
     wrapped = recogniser_networks(nets, LAYERS, FEATURES)
-    p = HFPair(wrapped["wav2vec2"], wrapped["speech2text"], name=NAME, names=("wav2vec2-small", "speech2text-small"),
+    p = NetworkPair(wrapped["wav2vec2"], wrapped["speech2text"], name=NAME, names=("wav2vec2-small", "speech2text-small"),
                task="transcription", metadata={"source": "embedded", "training": {
                    k: {x: v for x, v in nets[k][1].items() if x != "history"} for k in ("wav2vec2", "speech2text")}})
     p.train_set = nets["train"]
@@ -107,14 +109,14 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOu
     chosen = np.sort(rng.choice(len(train), cfg["n_samples"], replace=False))
     samples = [train.audio[i] for i in chosen]
     timings = {"networks_s": time.perf_counter() - t0}
-    sampling = HFSampling(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"], align="trim",
+    sampling = Positions(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"], align="trim",
                           seed=seed)
-    fitted = fit_hf(p, samples, FitConfig(n_eigenvectors=cfg["n_eigenvectors"]), sampling, stage=stage)
+    fitted = fit(replace(p, pairing=sampling), samples, FitConfig(n_eigenvectors=cfg["n_eigenvectors"]), stage=stage)
     result = fitted.evaluate(test.audio, stage=stage)
-    result.apply_thresholds({"word_agreement": THESIS})
+    result = result.with_thresholds({"word_agreement": THESIS})
     timings.update(fitted.timings)
     timings["total_s"] = time.perf_counter() - t0
-    tables = _tables(p, fitted, result, fitted.test_answers, test)
+    tables = _tables(p, fitted, result, answers_by_direction(result), test)
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []
     return ExperimentOutcome([result], tables, records, timings)
 

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from .._threads import torch_threads
-from ..adapters.hf import ALIGNMENTS, HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
+from ..adapters.hf import ALIGNMENTS, HFNetwork, Positions, answers_by_direction, ctc_alignment
 from ..adapters.hf.ctc import waveform_key
-from ..engine import FitConfig
+from ..engine import FitConfig, fit
+from ..pairs import NetworkPair
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
@@ -91,7 +93,7 @@ def transcript_map(asr: HFNetwork):
 
 def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: str | None = None,
          n_train: int = PROFILES["ci"]["n_train"], epochs: int | None = None,
-         text_layer: str = LAYERS["text"]) -> HFPair:
+         text_layer: str = LAYERS["text"]) -> NetworkPair:
     """The recogniser and the sentiment classifier (``text_layer``: the embedded XLNet's layer read)."""
     if source == "hub":
         from ..zoo.speech_hub import wav2vec2_network
@@ -101,7 +103,7 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
         a = wav2vec2_network(ids["a"], *HUB_LAYERS["a"])
         b = HFNetwork(ids["b"], HUB_LAYERS["b"][0], "text", features=HUB_LAYERS["b"][1],
                       model_class="AutoModelForSequenceClassification", name=ids["b"])
-        return HFPair(a, b, name=NAME, names=("asr", "sentiment"), domain_map=transcript_map(a),
+        return NetworkPair(a, b, name=NAME, names=("asr", "sentiment"), domain_map=transcript_map(a),
                       task="classification", metadata={"source": "hub", "ids": ids})
     if source != "embedded":
         raise ValueError(f"source must be 'embedded' or 'hub', got {source!r}")
@@ -113,7 +115,7 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
     xlnet, tok, summary = xlnet_network(log=log)
     clf = HFNetwork(xlnet, text_layer, "text", output=0, tokenizer=tok, embedding="transformer.word_embedding",
                     name="xlnet-small")
-    p = HFPair(asr, clf, name=NAME, names=("wav2vec2-small", "xlnet-small"), domain_map=transcript_map(asr),
+    p = NetworkPair(asr, clf, name=NAME, names=("wav2vec2-small", "xlnet-small"), domain_map=transcript_map(asr),
                task="classification", metadata={"source": "embedded", "training": {
                    "wav2vec2": {k: v for k, v in nets["wav2vec2"][1].items() if k != "history"}, "xlnet": summary}})
     p.train_set = nets["train"]
@@ -155,20 +157,20 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOu
     samples = [train.audio[i] for i in np.sort(rng.choice(len(train), cfg["n_samples"], replace=False))]
     timings = {"networks_s": time.perf_counter() - t0}
     position_map = ctc_alignment(p.a, p.b.tokenizer) if align == "ctc" else align
-    sampling = HFSampling(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"],
+    sampling = Positions(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"],
                           align=position_map, seed=seed)
     config = FitConfig(n_eigenvectors=cfg["n_eigenvectors"], epsilon_k=cfg["epsilon_k"], smoothing=cfg["smoothing"])
-    fitted = fit_hf(p, samples, config, sampling, stage=stage)
+    fitted = fit(replace(p, pairing=sampling), samples, config, stage=stage)
     # utterances the ASR hears as nothing have no text sample: the target has no label for them
     transcripts = [p.domain_map(a) for a in test.audio]
     kept = [i for i, t in enumerate(transcripts) if t.strip()]
     result = fitted.evaluate([test.audio[i] for i in kept], stage=stage)
-    out = fitted.test_answers["a->b"]
+    out = answers_by_direction(result)["a->b"]
     constant = majority_share(out["own"])
     # the target on the words actually spoken, not the recogniser's transcript: what a stitched
     # network that recovered the words exactly, but not the recogniser's errors, would answer
     spoken = [p.b.answer(p.b.encode(test.texts[i], f"test phrase {i}")) for i in kept]
-    result.apply_thresholds({"agreement": {"a->b": max(THESIS["agreement"], constant)}})
+    result = result.with_thresholds({"agreement": {"a->b": max(THESIS["agreement"], constant)}})
     timings.update(fitted.timings)
     timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, out, test, kept, transcripts, constant, spoken, f"{cfg['protocol']} ({align})")

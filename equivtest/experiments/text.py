@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from .._threads import torch_threads
-from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
-from ..engine import FitConfig
+from ..adapters.hf import HFNetwork, Positions, answers_by_direction
+from ..engine import FitConfig, fit
+from ..pairs import NetworkPair
 from ..report.tables import ResultTable
 from ..sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
@@ -56,13 +58,13 @@ HUB_IDS = {"a": "textattack/xlnet-base-cased-SST-2", "b": "siebert/sentiment-rob
 HUB_LAYERS = {"a": ("transformer.layer.6", 24), "b": ("roberta.encoder.layer.12", 16)}
 
 
-def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: str | None = None) -> HFPair:
+def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: str | None = None) -> NetworkPair:
     if source == "hub":
         ids = {"a": hub_a or os.environ.get("EQUIVTEST_TEXT_HUB_A", HUB_IDS["a"]),
                "b": hub_b or os.environ.get("EQUIVTEST_TEXT_HUB_B", HUB_IDS["b"])}
         nets = {s: HFNetwork(ids[s], HUB_LAYERS[s][0], "text", features=HUB_LAYERS[s][1],
                              model_class="AutoModelForSequenceClassification", name=ids[s]) for s in "ab"}
-        return HFPair(nets["a"], nets["b"], name=NAME, names=("xlnet", "roberta"), task="classification",
+        return NetworkPair(nets["a"], nets["b"], name=NAME, names=("xlnet", "roberta"), task="classification",
                       metadata={"source": "hub", "ids": ids})
     if source != "embedded":
         raise ValueError(f"source must be 'embedded' or 'hub', got {source!r}")
@@ -75,7 +77,7 @@ def pair(source: str = "embedded", log=None, hub_a: str | None = None, hub_b: st
                   embedding="transformer.word_embedding", name="xlnet-small")
     b = HFNetwork(minilm, "bert.encoder.layer.3", "text", features=FEATURES, tokenizer=m_tok,
                   embedding="bert.embeddings", name="minilm-l6")
-    p = HFPair(a, b, name=NAME, names=("xlnet-small", "minilm-l6"), task="classification",
+    p = NetworkPair(a, b, name=NAME, names=("xlnet-small", "minilm-l6"), task="classification",
                metadata={"source": "embedded", "training": nets["summaries"]})
     p.splits = nets["splits"]
     return p
@@ -101,14 +103,14 @@ def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     samples = [train.sentences[i] for i in np.sort(rng.choice(len(train), cfg["n_samples"], replace=False))]
     test_sentences, test_labels = list(test.sentences[: cfg["n_test"]]), test.labels[: cfg["n_test"]]
     timings = {"networks_s": time.perf_counter() - t0}
-    sampling = HFSampling(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"], align="trim",
+    sampling = Positions(GaussianNeighbourhood(cfg["neighbourhood"], DELTA), positions=cfg["positions"], align="trim",
                           seed=seed)
-    fitted = fit_hf(p, samples, FitConfig(n_eigenvectors=cfg["n_eigenvectors"]), sampling, stage=stage)
+    fitted = fit(replace(p, pairing=sampling), samples, FitConfig(n_eigenvectors=cfg["n_eigenvectors"]), stage=stage)
     result = fitted.evaluate(test_sentences, stage=stage)
-    answers = fitted.test_answers
+    answers = answers_by_direction(result)
     # threshold: the target's majority share (what a constant network agrees)
     majority = {d: majority_share(o["own"]) for d, o in answers.items()}
-    result.apply_thresholds({"agreement": majority})
+    result = result.with_thresholds({"agreement": majority})
     timings.update(fitted.timings)
     timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, answers, test_sentences, test_labels, cfg, majority)

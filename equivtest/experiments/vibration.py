@@ -214,11 +214,11 @@ def run(
                                                    "agreement": float(np.mean(stitched == own))}
             fit_rows[target] = [("own", mine), (p, scores)]
             drop = mine["accuracy"] - scores["accuracy"]
-            result.criteria.append(Criterion(
+            result = result.derive(criteria=(*result.criteria, Criterion(
                 "accuracy_drop", direction, float(drop), None, False,
                 f"{target}'s own test accuracy {mine['accuracy']:.4f}, stitched {scores['accuracy']:.4f}",
-            ))
-        result.apply_thresholds({**THRESHOLDS, "accuracy_drop": drop_thresholds(p)})
+            )))
+        result = result.with_thresholds({**THRESHOLDS, "accuracy_drop": drop_thresholds(p)})
         if report_dir is not None:
             records.append(write_run(fitted, result, report_dir, suite=NAME, name=f"{NAME}-p{p}",
                                      tables=_tables(fit_rows, len(test_y), balance, profile)))

@@ -21,20 +21,22 @@ def _subsample(n: int, limit: int) -> np.ndarray:
     return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).astype(int)
 
 
-def plot_arrays(fitted) -> dict[str, np.ndarray]:
+def plot_arrays(fitted, result=None) -> dict[str, np.ndarray]:
+    """The fit's arrays, and those of ``result``'s evaluation when it has them."""
     t = fitted.transformation
     n = len(fitted.activations["a"][0])  # rows: samples x slices for sliced sequence layers
     rows = _subsample(n, MAX_POINTS)
     nb_rows = _subsample(n, NEIGHBOURHOOD_SAMPLES)
-    inputs = fitted.samples.samples.reshape(fitted.samples.n_samples, -1)
+    samples = fitted.samples
+    inputs = samples.samples.reshape(samples.n_samples, -1) if samples is not None else np.zeros((0, 1))
     out = {
         # plotted against the input only where each row is one 1-d input
         "sample_inputs": inputs[rows] if len(inputs) == n else rows[:, None].astype(float) * np.ones((1, 2)),
         "eigenvalues_a": t.side_a_.eigenvalues,
         "eigenvalues_b": t.side_b_.eigenvalues,
         "neighbourhood_inputs": (
-            fitted.samples.neighbourhoods[nb_rows, :NEIGHBOURHOOD_POINTS].reshape(
-                len(nb_rows), -1, int(np.prod(fitted.samples.samples.shape[1:]))
+            samples.neighbourhoods[nb_rows, :NEIGHBOURHOOD_POINTS].reshape(
+                len(nb_rows), -1, int(np.prod(samples.samples.shape[1:]))
             )
             if len(inputs) == n
             else np.zeros((len(nb_rows), 0, 2))
@@ -47,27 +49,33 @@ def plot_arrays(fitted) -> dict[str, np.ndarray]:
         out[f"neighbourhoods_{side}"] = neighbourhoods[nb_rows, :NEIGHBOURHOOD_POINTS]
         out[f"coordinates_{side}"] = fit.coordinates[rows]
         out[f"aligned_{side}_to_{other}"] = t.embed(samples[rows], side) @ (t.alignment_ab_ if side == "a" else t.alignment_ba_)
-    if getattr(fitted, "test_activations", None) is not None:
-        m = len(fitted.test_inputs)
-        test_rows = _subsample(m, MAX_POINTS)
-        out["test_inputs"] = np.asarray(fitted.test_inputs).reshape(m, -1)[test_rows]
-        m_rows = len(fitted.test_activations["a"])
+    arrays = getattr(result, "arrays", None)
+    if arrays is not None:
+        m_rows = len(arrays.activations["a"])
         act_rows = _subsample(m_rows, MAX_POINTS)
-        if m_rows != m:  # sliced sequences: the activation error is plotted per row
+        numeric = arrays.inputs is not None and not isinstance(arrays.outputs["a"], tuple)
+        if numeric:
+            m = len(arrays.inputs)
+            test_rows = _subsample(m, MAX_POINTS)
+            out["test_inputs"] = np.asarray(arrays.inputs, dtype=np.float64).reshape(m, -1)[test_rows]
+        if not numeric or m_rows != m:  # sliced sequences, text or audio: the activation error is plotted per row
             out["test_rows"] = act_rows[:, None].astype(float) * np.ones((1, 2))
         for side in ("a", "b"):
-            out[f"test_activations_{side}"] = fitted.test_activations[side][act_rows]
-            out[f"test_outputs_{side}"] = fitted.test_outputs[side].reshape(m, -1)[test_rows]
-        for direction, values in fitted.test_predictions.items():
-            out[f"predicted_{direction.replace('->', '_to_')}"] = values[act_rows]
-        for direction, values in fitted.test_stitched.items():
-            out[f"stitched_{direction.replace('->', '_to_')}"] = values.reshape(m, -1)[test_rows]
+            out[f"test_activations_{side}"] = arrays.activations[side][act_rows] if len(arrays.activations[side]) == m_rows \
+                else arrays.activations[side][_subsample(len(arrays.activations[side]), MAX_POINTS)]
+            if numeric:
+                out[f"test_outputs_{side}"] = np.asarray(arrays.outputs[side]).reshape(m, -1)[test_rows]
+        for direction, values in arrays.predictions.items():
+            out[f"predicted_{direction.replace('->', '_to_')}"] = values[_subsample(len(values), MAX_POINTS)]
+        if numeric:
+            for direction, values in arrays.stitched.items():
+                out[f"stitched_{direction.replace('->', '_to_')}"] = np.asarray(values).reshape(m, -1)[test_rows]
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
-def save_plot_arrays(fitted, path: Path) -> Path:
+def save_plot_arrays(fitted, path: Path, result=None) -> Path:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **plot_arrays(fitted))
+    np.savez_compressed(buffer, **plot_arrays(fitted, result))
     return atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -13,8 +13,8 @@ saved with ``save_pretrained``) plus where to read it:
   into token ids by ``tokenizer``).
 
 Every sample keeps its own length (samples are lists, not arrays). For each sample the
-layer's output is a sequence of T positions; positions are rows. :func:`fit_hf` draws
-``positions`` of them at random (the thesis: 64) per sample, the same ones in the
+layer's output is a sequence of T positions; positions are rows. :class:`Positions` (the
+pairing of transformers pairs) draws ``positions`` of them at random (the thesis: 64) per sample, the same ones in the
 sample and in each of its neighbours, and treats every position as one sample of the
 transformation. When the two networks give different lengths for one sample, the longer
 sequence is trimmed to the shorter (``align="trim"``, the thesis) or the shorter is
@@ -30,7 +30,7 @@ neighbours alike. The two networks' embedding spaces differ, so each network get
 own neighbourhoods; nothing guarantees that a diffeomorphism between the two sets of
 neighbourhoods exists (the thesis's caveat, section 3.2.4).
 
-Cross-domain pairs: ``HFPair(domain_map=f)`` maps a sample of A's domain to B's (e.g.
+Cross-domain pairs: ``NetworkPair(a, b, domain_map=f)`` maps a sample of A's domain to B's (e.g.
 the ASR network's transcript of the audio becomes B's text sample). Stitching then only
 runs from A into B.
 
@@ -44,15 +44,16 @@ dummy the length still comes from the real input.
 """
 
 from .ctc import ctc_alignment, ctc_collapse, ctc_greedy
-from .fit import TARGET_INPUTS, TASKS, HFFitted, HFPair, HFSampling, fit_hf
+from .fit import TASKS, HFFitted, HFPair, HFSampling, fit_hf
 from .loading import load_model, load_tokenizer
 from .network import MODALITIES, HFNetwork, equidistant
+from .pairing import TARGET_INPUTS, Positions, answers_by_direction
 from .sequences import ALIGNMENTS, align_length, select_positions
 from .words import word_agreement, word_error_rate, word_errors
 
 __all__ = [
-    "ALIGNMENTS", "MODALITIES", "TARGET_INPUTS", "TASKS", "HFFitted", "HFNetwork", "HFPair", "HFSampling",
-    "align_length", "ctc_alignment", "ctc_collapse", "ctc_greedy", "equidistant", "fit_hf", "load_model",
+    "ALIGNMENTS", "MODALITIES", "TARGET_INPUTS", "TASKS", "HFFitted", "HFNetwork", "HFPair", "HFSampling", "Positions",
+    "align_length", "answers_by_direction", "ctc_alignment", "ctc_collapse", "ctc_greedy", "equidistant", "fit_hf", "load_model",
     "load_tokenizer", "select_positions",
     "word_agreement", "word_error_rate", "word_errors",
 ]

@@ -199,10 +199,40 @@ class HFNetwork:
                 kw = self.kwargs(x[None])
                 if self.predict is not None:
                     return self.predict(self.model, kw)
-                return int(self.model(**kw).logits.argmax(-1)[0])
+                logits = self.model(**kw).logits[0]
+                if not bool(torch.isfinite(logits).all()):
+                    return -1  # NaN or inf logits: no answer, which agrees with nothing
+                return int(logits.argmax(-1))
         finally:
             if handle is not None:
                 handle.remove()
+
+    def answers(self, outputs, task: str) -> list:
+        """Answers are what :meth:`answer` gave (a class, -1 for non-finite logits, or a transcript)."""
+        return list(outputs)
+
+    def widths(self, sample) -> list[tuple[str, int]]:
+        """Features per position of every leaf module's output up to the layer, in run order
+        (for the Whitney criterion; a position is one row)."""
+        x = self.encode(sample, "the Whitney check's example input")
+        widths: list[tuple[str, int]] = []
+        handles = []
+
+        def make_hook(name, module):
+            def hook(_m, _i, out):
+                while isinstance(out, (tuple, list)) and out:
+                    out = out[0]
+                if isinstance(out, torch.Tensor) and out.is_floating_point() and out.ndim >= 2:
+                    widths.append((name, int(out.shape[-1])))
+                if module is self._layer:
+                    raise StopForward
+            return hook
+
+        for name, module in self.model.named_modules():
+            if module is self._layer or not any(True for _ in module.children()):
+                handles.append(module.register_forward_hook(make_hook(name, module)))
+        self._forward_until_stop(x[None], handles)
+        return widths
 
     def describe(self) -> dict:
         index = None if self._index is None else self._index.tolist()

@@ -1,0 +1,211 @@
+"""Positions of variable-length sequences as paired rows (the pairing of transformers pairs)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...errors import EquivtestError
+from ...layers import fill_unpredicted
+from ...pairing import Captured, TestRows, content_digest
+from ...sampling import GaussianNeighbourhood
+from .sequences import ALIGNMENTS, align_length, select_positions
+
+TARGET_INPUTS = ("real", "dummy")
+
+
+@dataclass(frozen=True)
+class Positions:
+    """How inputs become rows: neighbourhoods, positions per input, length alignment.
+
+    ``align`` is one of :data:`ALIGNMENTS` or a position map ``align(sample, length_a, length_b)``
+    giving, for each of B's positions, the position of A's sequence that pairs with it (e.g.
+    :func:`~equivtest.adapters.hf.ctc_alignment`); a position map stitches from A into B only.
+    ``target_input``: what the stitched network's target is fed before the replaced layer,
+    the real input (``"real"``) or a dummy of the same length (``"dummy"``).
+    """
+
+    neighbourhood: GaussianNeighbourhood = GaussianNeighbourhood(100, 0.05)
+    positions: int | tuple = 64
+    align: str | Callable = "trim"
+    seed: int = 0
+    batch_size: int = 50
+    target_input: str = "real"
+
+    def __post_init__(self):
+        if not callable(self.align) and self.align not in ALIGNMENTS:
+            raise EquivtestError(f"align must be one of {ALIGNMENTS} or a position map "
+                                 f"align(sample, length_a, length_b), got {self.align!r}")
+        if isinstance(self.positions, (int, np.integer)) and int(self.positions) < 1:
+            raise EquivtestError(f"positions must be a positive count or a list of positions, got {self.positions}")
+        if self.target_input not in TARGET_INPUTS:
+            raise EquivtestError(f"target_input must be one of {TARGET_INPUTS}, got {self.target_input!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise EquivtestError(f"batch_size must be a positive whole number, got {self.batch_size!r}")
+
+    def describe(self) -> dict:
+        nb = self.neighbourhood
+        return {"kind": "positions",
+                "neighbourhood": {"kind": type(nb).__name__, "size": nb.size, "delta": nb.delta,
+                                  "convention": nb.convention},
+                "positions": self.positions if isinstance(self.positions, int) else list(self.positions),
+                "align": getattr(self.align, "__name__", "position map") if callable(self.align) else self.align,
+                "seed": self.seed, "target_input": self.target_input}
+
+    def data_key(self, data) -> str:
+        return content_digest((list(data), self))
+
+    def mapped(self, sample, length_a: int, length_b: int) -> np.ndarray:
+        """The position map's A position for each of B's positions, checked."""
+        index = np.asarray(self.align(sample, length_a, length_b)).reshape(-1)
+        if index.shape != (length_b,) or not np.issubdtype(index.dtype, np.integer):
+            raise EquivtestError(f"the position map gave {index.shape} {index.dtype} where B has {length_b} positions; "
+                                 "it must give one integer position of A per position of B")
+        if index.size and (index.min() < 0 or index.max() >= length_a):
+            raise EquivtestError(f"the position map points at A's position(s) beyond 0..{length_a - 1}: "
+                                 f"{sorted(set(index[(index < 0) | (index >= length_a)].tolist()))}")
+        return index
+
+    # -- the fit's rows ------------------------------------------------------------------
+    def capture(self, pair, data, config, stage=None) -> Captured:
+        """Per input: each network's sequence and its neighbours' (drawn per network), aligned
+        to one length; ``positions`` of them (the same in the input and in each neighbour)."""
+        samples = _as_samples(data)
+        rng = np.random.default_rng(self.seed)
+        rows = {"a": ([], []), "b": ([], [])}
+        groups, skipped = [], []
+        t0 = time.perf_counter()
+        for i, item in enumerate(samples):
+            if stage and i % 16 == 0:
+                stage(f"capturing sample {i + 1}/{len(samples)} and its neighbourhoods in both networks")
+            seqs = {}
+            for side in ("a", "b"):
+                net = pair.side(side)
+                x = pair.inputs_for(side, item)
+                if side == "b" and pair.domain_map is not None and net.modality == "text" and not str(x).strip():
+                    skipped.append(i)  # the domain map gave nothing (e.g. an empty transcript)
+                    break
+                seqs[side] = _with_neighbourhood(net, x, self.neighbourhood, rng, self.batch_size,
+                                                 f"sample {i} ({net.name})")
+            if len(seqs) < 2:
+                continue
+            (sa, na), (sb, nb) = seqs["a"], seqs["b"]
+            if callable(self.align):
+                index = self.mapped(item, len(sa), len(sb))
+                sa, na, length = sa[index], na[:, index], len(sb)
+            else:
+                length = max(len(sa), len(sb)) if self.align == "pad" else min(len(sa), len(sb))
+                sa, na, sb, nb = (align_length(s, length, self.align) for s in (sa, na, sb, nb))
+            pos = select_positions(length, self.positions, rng, f"sample {i} (aligned length {length})")
+            for side, s, n in (("a", sa, na), ("b", sb, nb)):
+                rows[side][0].append(s[pos])
+                rows[side][1].append(n[:, pos].transpose(1, 0, 2))
+            groups.append(np.full(len(pos), i))
+        if not groups:
+            raise EquivtestError("no input gave rows (every domain-map output was empty)")
+        activations = {s: (np.concatenate(rows[s][0]), np.concatenate(rows[s][1])) for s in "ab"}
+        info = {"n_inputs": len(samples), "n_rows": int(sum(len(g) for g in groups)), "skipped": skipped,
+                "neighbourhood_size": int(self.neighbourhood.size)}
+        return Captured(activations, np.concatenate(groups), None, info, {"capture_s": time.perf_counter() - t0})
+
+    # -- evaluation ----------------------------------------------------------------------
+    def directions(self, pair) -> list[tuple[str, str]]:
+        return [("a", "b")] + ([] if pair.domain_map is not None or callable(self.align) else [("b", "a")])
+
+    def test_rows(self, pair, inputs, fit_info: dict | None = None) -> TestRows:
+        """Each network's sequence rows of every test input, and its own answers. With a
+        position map, A's rows are those at the positions that pair with B's."""
+        inputs = _as_samples(inputs, "test inputs")
+        encoded = {s: [] for s in "ab"}
+        seqs = {s: [] for s in "ab"}
+        for i, item in enumerate(inputs):
+            for side in ("a", "b"):
+                net = pair.side(side)
+                x = net.encode(pair.inputs_for(side, item), f"test input {i} ({net.name})")
+                encoded[side].append(x)
+                seqs[side].append(net.sequences(x[None])[0].numpy())
+            if callable(self.align):
+                seqs["a"][-1] = seqs["a"][-1][self.mapped(item, len(seqs["a"][-1]), len(seqs["b"][-1]))]
+        rows = {s: np.concatenate(seqs[s]) for s in "ab"}
+        groups = {s: np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs[s])]) for s in "ab"}
+        targets = {target for _, target in self.directions(pair)}  # only a target's own answers are compared
+        outputs = {s: [pair.side(s).answer(x) for x in encoded[s]] for s in "ab" if s in targets}
+        return TestRows(inputs, rows, groups, outputs, {"encoded": encoded})
+
+    def _per_input(self, test: TestRows, predicted: np.ndarray, source: str, target: str):
+        """Pairs (predicted sequence, target's true sequence) per input."""
+        n = int(max(test.groups[source].max(), test.groups[target].max())) + 1
+        bounds = np.cumsum([0] + np.bincount(test.groups[source], minlength=n).tolist())
+        tb = np.cumsum([0] + np.bincount(test.groups[target], minlength=n).tolist())
+        for i in range(n):
+            yield predicted[bounds[i] : bounds[i + 1]], test.rows[target][tb[i] : tb[i + 1]]
+
+    def activation_mse(self, test: TestRows, predicted: np.ndarray, source: str, target: str) -> float:
+        sq_err, n_err = 0.0, 0
+        for pred, true in self._per_input(test, predicted, source, target):
+            if self.align == "resample":
+                sq_err += float(np.sum((align_length(pred, len(true), "resample") - true) ** 2))
+                n_err += true.size
+            else:
+                common = min(len(pred), len(true))
+                sq_err += float(np.sum((pred[:common] - true[:common]) ** 2))
+                n_err += common * true.shape[1]
+        return sq_err / max(n_err, 1)
+
+    def stitch(self, pair, test: TestRows, predicted: np.ndarray, target: str) -> list:
+        """The target's answer per test input with its layer's output replaced by the predicted rows."""
+        tgt = pair.side(target)
+        mode = "resample" if self.align == "resample" else "trim"
+        source = "a" if target == "b" else "b"
+        answers = []
+        for i, (pred, _) in enumerate(self._per_input(test, predicted, source, target)):
+            def replace(seq, pred=pred):
+                t, f_all = seq.shape[1], seq.shape[2]
+                rows = align_length(pred, t, mode)
+                full = fill_unpredicted(rows, tgt.feature_index(f_all), f_all, tgt.layer)
+                return torch.as_tensor(full[None], dtype=seq.dtype, device=seq.device)
+
+            x = test.extra["encoded"][target][i]
+            answers.append(tgt.answer(x if self.target_input == "real" else tgt.dummy(x), replace=replace))
+        return answers
+
+
+def _as_samples(data, what: str = "samples") -> list:
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__len__"):
+        raise EquivtestError(f"the {what} of a transformers pair are a list of texts or waveforms, "
+                             f"got {type(data).__name__}")
+    if len(data) == 0:
+        raise EquivtestError(f"no {what} given; pass a list of audio arrays or strings")
+    return list(data)
+
+
+def _with_neighbourhood(net, sample, nb: GaussianNeighbourhood, rng, batch: int, where: str):
+    """The sample's layer sequence ``(T, f)`` and its neighbours' ``(M, T, f)``."""
+    x = net.encode(sample, where)
+    m, std = int(nb.size), nb.std
+    if not np.isfinite(std):
+        raise EquivtestError(f"{where}: the neighbourhood's delta {nb.delta!r} is not finite; give a finite delta")
+    if net.modality == "audio":
+        noisy = x.numpy()[None].astype(np.float64) + std * rng.standard_normal((m, x.numel()))
+        noisy = torch.as_tensor(noisy, dtype=torch.float32)
+        nbs = torch.cat([net.sequences(noisy[s : s + batch]) for s in range(0, m, batch)])
+    else:
+        emb = net.embed(x[None])  # (1, T, E)
+        noise = torch.as_tensor(rng.standard_normal((m, *emb.shape[1:])), dtype=emb.dtype)
+        noisy = emb + std * noise
+        ids = x[None].expand(m, -1)
+        nbs = torch.cat([net.sequences(ids[s : s + batch], embeddings=noisy[s : s + batch]) for s in range(0, m, batch)])
+    return net.sequences(x[None])[0].numpy(), nbs.numpy()
+
+
+def answers_by_direction(result) -> dict:
+    """Per direction of an evaluated transformers pair: the target's own answers and the
+    stitched network's, ``{"a->b": {"own": [...], "stitched": [...]}}``."""
+    arrays = result.arrays
+    if arrays is None:
+        raise EquivtestError("this result holds no answers; give the result evaluate() returned")
+    return {d: {"own": list(arrays.outputs[d[-1]]), "stitched": list(s)} for d, s in arrays.stitched.items()}
