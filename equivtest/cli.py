@@ -19,14 +19,16 @@ if not console.is_terminal:  # piped or captured: do not squeeze the table into 
 
 @app.command("list")
 def list_suites() -> None:
-    """List the suites that `equivtest run` knows."""
+    """List the suites that `equivtest run` knows, and how to run your own pair."""
     for name, suite in experiments.SUITES.items():
         console.print(f"[bold]{escape(name)}[/]  {escape(suite.title)}")
+    console.print("\nyour own pair: declare it with @equivtest.pair(data=..., test_inputs=...) and run "
+                  "`equivtest run path/to/file.py::pair_name` (or `module:pair_name`)", markup=False)
 
 
 @app.command()
 def run(
-    suite: str = typer.Argument(..., help="Suite name, see `equivtest list`."),
+    suite: str = typer.Argument(..., help="Suite name (see `equivtest list`), or your own pair: FILE.py::NAME or module:NAME."),
     report_dir: Path = typer.Option(Path("reports"), help="Where the run's record.json and transformation.npz go."),
     no_record: bool = typer.Option(False, "--no-record", help="Print the criteria only; write no files."),
     samples: Optional[int] = typer.Option(None, help="Number of samples (default: the suite's)."),
@@ -35,7 +37,11 @@ def run(
     null: int = typer.Option(0, help="Null calibration: refit on this many random re-pairings of the samples."),
     profile: str = typer.Option("ci", help="Suites with several fits: `ci` (small, minutes) or `full` (the thesis's sizes)."),
 ) -> None:
-    """Rerun a suite: fit the transformation, assert its criteria, write a JSON record."""
+    """Rerun a suite, or fit your own pair: fit the transformation, assert its criteria, write a JSON record."""
+    from .userpairs import is_pair_target
+
+    if is_pair_target(suite):
+        return _run_user_pair(suite, None if no_record else report_dir, null)
     try:
         entry = experiments.get(suite)
     except KeyError as exc:
@@ -43,15 +49,10 @@ def run(
         raise typer.Exit(2)
     overrides = {k: v for k, v in (("n_samples", samples), ("neighbourhood_size", neighbourhood), ("seed", seed)) if v is not None}
     from .experiments.runner import run_suite
-    from .report.terminal import print_results
 
     with console.status(f"[bold]{escape(suite)}[/]: starting") as status:
         experiment = entry.load()
-
-        def stage(message: str) -> None:
-            status.update(f"[bold]{escape(suite)}[/]: {escape(message)}")
-            console.log(message, markup=False)
-
+        stage = _stage(status, suite)
         try:
             outcome = run_suite(
                 experiment, profile=profile, report_dir=None if no_record else report_dir, stage=stage,
@@ -60,7 +61,41 @@ def run(
         except ValueError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2)
-    print_results(outcome.results, console, title=entry.title)
+    _report(outcome, entry.title)
+
+
+def _stage(status, label: str):
+    """Progress of a long run: the status line, and a log line per stage."""
+    def stage(message: str) -> None:
+        status.update(f"[bold]{escape(label)}[/]: {escape(message)}")
+        console.log(message, markup=False)
+
+    return stage
+
+
+def _run_user_pair(target: str, report_dir: Optional[Path], null: int) -> None:
+    from .errors import EquivtestError
+    from .userpairs import load_spec, run_pair
+
+    try:
+        spec = load_spec(target)
+    except EquivtestError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2)
+    with console.status(f"[bold]{escape(spec.name)}[/]: starting") as status:
+        stage = _stage(status, spec.name)
+        try:
+            outcome = run_pair(spec, report_dir=report_dir, stage=stage, null_shuffles=null)
+        except EquivtestError as exc:
+            console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(2)
+    _report(outcome, f"{spec.name} ({target})")
+
+
+def _report(outcome, title: str) -> None:
+    from .report.terminal import print_results
+
+    print_results(outcome.results, console, title=title)
     for table in outcome.tables:
         console.print(table.to_rich())
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in outcome.timings.items())

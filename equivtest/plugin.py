@@ -264,10 +264,15 @@ def equivtest_baseline(request) -> BaselineCheck:
     return BaselineCheck(request)
 
 
-def pair(func=None, *, name: str | None = None, scope: str = "session"):
+def pair(func=None, *, name: str | None = None, scope: str = "session", data=None, test_inputs=None,
+         config=None, thresholds=None):
     """Declare a fixture that returns a :class:`NetworkPair` (checked when it runs).
 
     Use as ``@equivtest.pair`` or ``@equivtest.pair(name="my_pair", scope="module")``.
+    ``data`` (the fit's sampler, or texts/waveforms), ``test_inputs``, ``config`` and
+    ``thresholds`` (values, or functions of no arguments that return them) let
+    ``equivtest run FILE::NAME`` fit and report the pair from the command line; pytest
+    ignores them.
     """
 
     def decorate(f):
@@ -283,7 +288,11 @@ def pair(func=None, *, name: str | None = None, scope: str = "session"):
                 )
             return value
 
-        return pytest.fixture(scope=scope, name=name)(fixture_function)
+        fixture = pytest.fixture(scope=scope, name=name)(fixture_function)
+        from .userpairs import PairSpec
+
+        fixture.__equivtest__ = PairSpec(f, name or f.__name__, data, test_inputs, config, thresholds)
+        return fixture
 
     return decorate(func) if func is not None else decorate
 
