@@ -171,6 +171,12 @@ class TorchNetwork:
     def _shape_error(self, exc: RuntimeError, inputs) -> Exception | None:
         """A shape mismatch inside the network as an error naming both shapes and the fix."""
         message = str(exc)
+        dtype = getattr(inputs, "dtype", None)
+        if "dtype" in message and dtype is not None and not np.issubdtype(np.dtype(str(dtype).replace("torch.", "")), np.floating):
+            return EquivtestError(
+                f"network {self.name!r} cannot take {dtype} inputs ({message.splitlines()[0]}); integer inputs are "
+                "passed on unchanged (token ids): give float inputs, e.g. x.astype(float)"
+            )
         if "shape" not in message and "size" not in message and "dimension" not in message:
             return None
         shape = tuple(np.shape(inputs))
