@@ -17,7 +17,7 @@ _EXPORTS = {
     "Criterion": "criteria",
     "EquivalenceFailure": "criteria",
     "EquivalenceResult": "criteria",
-    "FitConfig": "engine",
+    "FitConfig": "config",
     "FittedPair": "engine",
     "fit_pair": "engine",
     "fit_slice_lengths": "engine",
