@@ -383,9 +383,14 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
         if not json_path.exists():
             _write(folder, name, fitted, result)
             return BaselineOutcome("created", [f"no baseline existed; wrote {json_path} and {npz_path.name}"], json_path)
-    baseline, npz_bytes = _read_pair(json_path)
-    problems = compare(baseline, result, tolerances) + compare_held(
-        baseline, npz_path, fitted, tolerances, npz_bytes=npz_bytes)
+    try:
+        baseline, npz_bytes = _read_pair(json_path)
+        problems = compare(baseline, result, tolerances) + compare_held(
+            baseline, npz_path, fitted, tolerances, npz_bytes=npz_bytes)
+    except BaselineError as exc:
+        if not regen:
+            raise
+        problems = [f"the baseline could not be used: {exc}"]  # regen is how its message says to fix it
     if problems and regen:
         write_baseline(folder, name, fitted, result)
         return BaselineOutcome("regenerated", problems + [f"baseline rewritten: {json_path}"], json_path)

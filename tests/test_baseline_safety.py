@@ -81,6 +81,19 @@ def test_an_infinite_baseline_value_holds_only_itself():
     assert "changed: baseline inf, now nan" in msg
 
 
+def test_a_baseline_of_the_old_format_is_refused_and_regen_replaces_it(tmp_path):
+    json_path, _ = write_baseline(tmp_path, "t", Fitted(1.0), result_with(1.0))
+    data = json.loads(json_path.read_text())
+    data.pop("sha256")
+    data["schema_version"], data["transformation"] = 1, "t.npz"  # as version 1 wrote it: bound to a name only
+    json_path.write_text(json.dumps({**data, "sha256": _checksum(data)}))
+    with pytest.raises(BaselineError, match="schema version 1, expected 2; regenerate it with --equivtest-force-regen"):
+        check_baseline(tmp_path, "t", Fitted(1.0), result_with(1.0))
+    outcome = check_baseline(tmp_path, "t", Fitted(1.0), result_with(1.0), regen=True)
+    assert outcome.status == "regenerated" and "schema version 1" in outcome.messages[0]
+    assert pair_value(tmp_path) == 1.0
+
+
 # -- case 7: the JSON is bound to the npz's bytes --------------------------------------------
 
 
