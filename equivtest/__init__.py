@@ -20,7 +20,7 @@ _EXPORTS = {
     "Evaluation": "criteria",
     "EvaluationArrays": "criteria",
     "register_criterion": "criteria",
-    "FitConfig": "engine",
+    "FitConfig": "config",
     "FittedPair": "engine",
     "fit": "engine",
     "fit_pair": "engine",

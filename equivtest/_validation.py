@@ -7,8 +7,15 @@ import numpy as np
 from .errors import ActivationError
 
 
-def as_finite_float64(array, name: str, ndim: int | None = None) -> np.ndarray:
-    """Return ``array`` as a float64 ndarray, refusing NaN/inf and wrong ranks."""
+# What to do about NaN or inf activations while fitting: the neighbourhoods are the
+# caller's to choose, and too wide a neighbourhood can drive a network into overflow.
+FIT_FIX = "check the network's inputs and weights, or lower the neighbourhood scale delta if the network saturates"
+
+
+def as_finite_float64(array, name: str, ndim: int | None = None, *, fix: str = FIT_FIX) -> np.ndarray:
+    """Return ``array`` as a float64 ndarray, refusing NaN/inf and wrong ranks.
+
+    ``fix`` ends the message about non-finite values: the remedy where the check runs."""
     out = np.asarray(array, dtype=np.float64)
     if ndim is not None and out.ndim != ndim:
         raise ActivationError(
@@ -22,8 +29,21 @@ def as_finite_float64(array, name: str, ndim: int | None = None) -> np.ndarray:
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         kind = "NaN" if np.isnan(out[first]) else "inf"
         raise ActivationError(
-            f"{name} contains {int(bad.sum())} non-finite values ({kind} first at index {first}); "
-            "check the network's inputs and weights, or lower the neighbourhood scale delta "
-            "if the network saturates"
+            f"{name} contains {int(bad.sum())} non-finite values ({kind} first at index {first}); {fix}"
         )
     return out
+
+
+def as_whole_number(value, name: str, *, minimum: int | None = None, error=None) -> int:
+    """``value`` as an int, refusing anything that is not an integer (3.7 is not rounded down,
+    and 3.0 or True are refused too) or lies below ``minimum``."""
+    from numbers import Integral
+
+    from .errors import EquivtestError
+
+    error = error or EquivtestError
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise error(f"{name} must be a whole number (an int), got {value!r}; it is not rounded for you")
+    if minimum is not None and value < minimum:
+        raise error(f"{name} must be at least {minimum}, got {value}")
+    return int(value)

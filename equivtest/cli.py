@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -146,13 +147,28 @@ def report(
         from .record import load_record
         from .report.terminal import comparison_table
 
-        a, b = (load_record(_run_folder(r) / "record.json") for r in runs)
+        with _clear_errors():
+            a, b = (load_record(_run_folder(r) / "record.json") for r in runs)
         console.print(comparison_table(a, b, str(runs[0]), str(runs[1])))
         return
     from .report.html import write_html
 
     folder = _run_folder(run) if run is not None else _latest_run(reports)
-    console.print(f"report: {write_html(folder)}", markup=False, soft_wrap=True)
+    with _clear_errors():
+        page = write_html(folder)
+    console.print(f"report: {page}", markup=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _clear_errors():
+    """A damaged record or artefact exits 2 with its message, not a traceback."""
+    from .errors import EquivtestError
+
+    try:
+        yield
+    except EquivtestError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,12 @@ as bytes under ``__meta__``) with the format version, the parameters and a SHA-2
 of every array. Loading checks all of it, then rebuilds the interpolants from the
 arrays (deterministic), so a truncated, corrupted or hand-edited file is refused
 with a clear error instead of giving silently different predictions.
+
+The zip directory and every array's .npy header are checked (names, dtypes, sizes
+within a stated cap, see :func:`equivtest._io.read_npz`) before a byte of data is
+read. The checksums catch accidental damage only, not tampering: with
+``EQUIVTEST_HMAC_KEY`` set the header also carries an HMAC-SHA256, and loading
+refuses a file without a valid one (docs/formats.md).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes
+from ._io import NpzRefused, atomic_write_bytes, read_npz, sign, signature_problem
 from .errors import TransformFileError
 
 FORMAT = "equivtest.transformation"
@@ -54,23 +60,49 @@ def save_transformation(transformation, path) -> Path:
         "sha256": {k: _digest(v) for k, v in arrays.items()},
     }
     meta["header_sha256"] = _header_digest(json.loads(json.dumps(meta)))
+    signature = sign(json.loads(json.dumps(meta)))  # over the header as a loader reads it back
+    if signature is not None:
+        meta["hmac_sha256"] = signature
     buffer = io.BytesIO()
     np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_transformation(path):
-    from .transform import SideFit, Transformation
+def _allowed(name: str):
+    """The dtype each array of a transformation file has (None: no such array)."""
+    if name == "__meta__":
+        return np.uint8
+    return np.float64 if name.rsplit("_", 1)[0] in _ARRAYS and name[-2:] in ("_a", "_b") else None
 
+
+def load_transformation(path):
     path = Path(path)
-    fix = "refit the transformation and save it again (the file must not be edited by hand)"
     if not path.exists():
         raise TransformFileError(f"no saved transformation at {path}")
     try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            contents = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # zipfile, zlib, struct, tokenize...: every one means "unreadable"
-        raise TransformFileError(f"{path} is not a readable transformation file ({exc!r}); {fix}") from None
+        with open(path, "rb") as handle:
+            return _load(handle, path)
+    except OSError as exc:
+        raise TransformFileError(f"{path} is not a readable transformation file ({exc!r}); {_FIX}") from None
+
+
+def load_transformation_bytes(data: bytes, label):
+    """:func:`load_transformation` from the bytes of a file already read (``label`` names it
+    in errors): a caller that checked the bytes' own hash loads exactly what it checked."""
+    return _load(io.BytesIO(data), label)
+
+
+_FIX = "refit the transformation and save it again (the file must not be edited by hand)"
+
+
+def _load(handle, path):
+    from .transform import SideFit, Transformation
+
+    fix = _FIX
+    try:
+        contents = read_npz(handle, _allowed)
+    except NpzRefused as exc:
+        raise TransformFileError(f"{path} is not a readable transformation file ({exc}); {fix}") from None
     try:
         meta = json.loads(bytes(contents.pop("__meta__")).decode())
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -108,5 +140,8 @@ def load_transformation(path):
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise TransformFileError(f"{path} has an incomplete header ({exc!r}); {fix}") from None
+    problem = signature_problem({k: v for k, v in meta.items() if k != "hmac_sha256"}, meta.get("hmac_sha256"))
+    if problem:
+        raise TransformFileError(f"{path} is refused: {problem}. Refit and save it with the key set, if you trust it")
     transformation._set_fitted(*sides)
     return transformation

@@ -7,11 +7,13 @@ import platform
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
 from ._io import atomic_write_bytes
+from .errors import EquivtestError
 
 SCHEMA = "equivtest.run"
 SCHEMA_VERSION = 1
@@ -97,8 +99,92 @@ def _json_default(value):
     return str(value)
 
 
+class RecordError(EquivtestError):
+    """A run record or one of its artefacts is unreadable, malformed or points outside its run folder."""
+
+
+_REWRITE = "rerun the suite (`equivtest run`, or pytest with --equivtest-report-dir) for a new record"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check(condition: bool, path, what: str) -> None:
+    if not condition:
+        raise RecordError(f"{path} is not a valid run record: {what}; it was edited or damaged, {_REWRITE}")
+
+
 def load_record(path: str | Path) -> dict:
-    data = json.loads(Path(path).read_text())
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path} is not an equivtest run record (schema {data.get('schema')!r})")
+    """Read and check ``record.json``: every field a report reads has the type it should,
+    and every artefact path stays inside the run folder. Any fault is a :class:`RecordError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path} cannot be read as a run record ({exc}); {_REWRITE}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise RecordError(f"{path} is not an equivtest run record (schema {schema!r})")
+    _check(data.get("schema_version") == SCHEMA_VERSION, path,
+           f"schema version {data.get('schema_version')!r}, this equivtest reads {SCHEMA_VERSION}")
+    _check(isinstance(data.get("created"), str), path, "'created' is not a string")
+    _check(data.get("suite") is None or isinstance(data.get("suite"), str), path, "'suite' is not a string")
+    pair = data.get("pair")
+    _check(isinstance(pair, dict) and isinstance(pair.get("name"), str), path, "'pair' has no name")
+    names = pair.get("names", ["a", "b"])
+    _check(isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names), path,
+           "'pair.names' is not two strings")
+    result = data.get("result")
+    _check(isinstance(result, dict) and isinstance(result.get("passed"), bool)
+           and isinstance(result.get("criteria"), list), path, "'result' lacks 'passed' or 'criteria'")
+    for i, c in enumerate(result["criteria"]):
+        where = f"criterion {i}"
+        _check(isinstance(c, dict), path, f"{where} is not an object")
+        for key in ("name", "direction"):
+            _check(isinstance(c.get(key), str), path, f"{where} has a {key} that is not a string: {c.get(key)!r}")
+        _check(_is_number(c.get("value")), path, f"{where} ({c['name']}) has a value that is not a number: {c.get('value')!r}")
+        _check(c.get("threshold") is None or _is_number(c["threshold"]), path,
+               f"{where} ({c['name']}) has a threshold that is not a number: {c.get('threshold')!r}")
+        _check(isinstance(c.get("higher_is_better"), bool), path, f"{where} ({c['name']}) lacks higher_is_better")
+        _check(c.get("passed") in (True, False, None), path, f"{where} ({c['name']}) has passed = {c.get('passed')!r}")
+        _check(isinstance(c.get("detail", ""), str), path, f"{where} ({c['name']}) has a detail that is not a string")
+    tables = data.get("tables", [])
+    _check(isinstance(tables, list), path, "'tables' is not a list")
+    for t in tables:
+        _check(isinstance(t, dict) and isinstance(t.get("title"), str) and isinstance(t.get("notes", ""), str)
+               and isinstance(t.get("columns"), list) and all(isinstance(c, str) for c in t["columns"])
+               and isinstance(t.get("rows", []), list)
+               and all(isinstance(r, list) and len(r) == len(t["columns"])
+                       and all(v is None or isinstance(v, (str, Real)) for v in r) for r in t.get("rows", [])),
+               path, f"table {t.get('title') if isinstance(t, dict) else t!r} is malformed")
+    artefacts = data.get("artefacts", {})
+    _check(isinstance(artefacts, dict), path, "'artefacts' is not an object")
+    for key in artefacts:
+        artefact_path(path.parent, data, key)
     return data
+
+
+def artefact_path(run: str | Path, record: dict, key: str, default: str | None = None, *, must_exist: bool = False) -> Path:
+    """The file a record's ``artefacts[key]`` names, resolved inside the run folder ``run``.
+
+    An absolute path, or one that leads out of the folder (``..``, a symbolic link), is a
+    :class:`RecordError`; so is a missing file when ``must_exist``."""
+    value = record.get("artefacts", {}).get(key, default)
+    if not isinstance(value, str) or not value:
+        raise RecordError(f"artefact {key!r} of the run in {run} is {value!r}, not a file name; {_REWRITE}")
+    root = Path(run).resolve()
+    if Path(value).is_absolute():
+        raise RecordError(
+            f"artefact {key!r} of the run in {run} is the absolute path {value!r}; a record names its artefacts "
+            f"relative to its run folder and only files inside it are read; {_REWRITE}"
+        )
+    target = (root / value).resolve()
+    if not target.is_relative_to(root):
+        raise RecordError(
+            f"artefact {key!r} of the run in {run} points outside the run folder ({value!r}); only files inside "
+            f"it are read; {_REWRITE}"
+        )
+    if must_exist and not target.is_file():
+        raise RecordError(f"artefact {key!r} of the run in {run} ({value}) is missing; {_REWRITE}")
+    return target

@@ -25,11 +25,18 @@ from ..errors import ActivationError, NotFittedError
 # The shared helpers are defined before the submodules are imported: the submodules
 # import them from this package, which is always initialised first.
 
+# A measure is given activations as they are (no neighbourhoods, no delta): the remedy
+# for a NaN or inf is in the inputs that produced them or in the rows passed.
+MEASURE_FIX = (
+    "the measure is defined on finite activations only: leave out the inputs whose activations are not "
+    "finite, or find why the network gives NaN or inf on them (its inputs or weights)"
+)
+
 
 def paired_activations(X, Y, *, min_samples: int, measure: str) -> tuple[np.ndarray, np.ndarray]:
     """``X`` and ``Y`` as finite float64 ``(N, F)`` matrices with the same N >= ``min_samples``."""
-    x = as_finite_float64(X, f"{measure}: activations X", ndim=2)
-    y = as_finite_float64(Y, f"{measure}: activations Y", ndim=2)
+    x = as_finite_float64(X, f"{measure}: activations X", ndim=2, fix=MEASURE_FIX)
+    y = as_finite_float64(Y, f"{measure}: activations Y", ndim=2, fix=MEASURE_FIX)
     if x.shape[0] != y.shape[0]:
         raise ActivationError(
             f"{measure}: X has {x.shape[0]} rows (samples) and Y has {y.shape[0]}; row i of both "

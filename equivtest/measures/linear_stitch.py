@@ -15,7 +15,7 @@ import numpy as np
 
 from .._validation import as_finite_float64
 from ..errors import ActivationError, FitConfigError
-from . import Measure, paired_activations
+from . import MEASURE_FIX, Measure, paired_activations
 
 
 class LinearStitch(Measure):
@@ -80,7 +80,7 @@ class LinearStitch(Measure):
     def predict(self, X) -> np.ndarray:
         """``X W + b`` for new source activations ``X (M, Fx)``."""
         self._check_fitted()
-        x = as_finite_float64(X, "linear stitch: source activations", ndim=2)
+        x = as_finite_float64(X, "linear stitch: source activations", ndim=2, fix=MEASURE_FIX)
         if x.shape[1] != self.n_features_in_:
             raise ActivationError(
                 f"linear stitch: the activations have {x.shape[1]} features, but the map was fitted "

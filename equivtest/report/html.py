@@ -126,9 +126,12 @@ figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}co
 
 
 def render(run: Path) -> str:
+    from ..record import RecordError, artefact_path, load_record
+
     run = Path(run)
-    record = json.loads((run / "record.json").read_text())
-    arrays = load_plot_arrays(run / record.get("artefacts", {}).get("plots", "plots.npz"))
+    record = load_record(run / "record.json")
+    plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
+    arrays = load_plot_arrays(plots)
     names = tuple(record["pair"].get("names", ["a", "b"]))
     rows = []
     for c in record["result"]["criteria"]:
@@ -138,17 +141,23 @@ def render(run: Path) -> str:
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['direction'])}</td>"
                     f"<td>{c['value']:.4g}</td><td>{threshold}</td><td class='{status}'>{status}</td>"
                     f"<td>{html.escape(c.get('detail', ''))}</td></tr>")
+    try:
+        drawn = _figures(arrays, names)
+    except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
+        raise RecordError(
+            f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
+        ) from None
     figures = "".join(
         f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
         f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for key, title, caption, png in _figures(arrays, names)
+        for key, title, caption, png in drawn
     )
     from .tables import ResultTable
 
     tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []))
     tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
     verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
-    meta = html.escape(json.dumps({k: record[k] for k in ("sampler", "config", "fit", "versions")}, indent=1))
+    meta = html.escape(json.dumps({k: record.get(k) for k in ("sampler", "config", "fit", "versions")}, indent=1))
     title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"

@@ -7,11 +7,12 @@ bounded subset of what the fit and the criteria saw.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from .._io import NpzRefused, atomic_write_bytes, read_npz
 
 MAX_POINTS = 2000
 NEIGHBOURHOOD_SAMPLES, NEIGHBOURHOOD_POINTS = 12, 256
@@ -79,6 +80,17 @@ def save_plot_arrays(fitted, path: Path, result=None) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _allowed(name: str):
+    """Every plot array is float64 and named like the keys of :func:`plot_arrays`."""
+    return np.float64 if re.fullmatch(r"[a-z_]{1,64}", name) else None
+
+
 def load_plot_arrays(path: Path) -> dict[str, np.ndarray]:
-    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    """The arrays of ``plots.npz``, read within the bounds of :func:`equivtest._io.read_npz`."""
+    from ..record import RecordError
+
+    try:
+        with open(path, "rb") as handle:
+            return read_npz(handle, _allowed)
+    except (OSError, NpzRefused) as exc:
+        raise RecordError(f"{path} is not a readable plot file ({exc}); rerun the suite for a new run folder") from None

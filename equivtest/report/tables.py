@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from numbers import Number
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EquivtestError
@@ -54,12 +55,13 @@ class ResultTable:
         return cls(data["title"], list(data["columns"]), [list(r) for r in data.get("rows", [])], data.get("notes", ""))
 
     def to_rich(self) -> Table:
-        table = Table(title=self.title, caption=self.notes or None, caption_justify="left")
+        # every text is data, never rich markup: `[v2]` in a name is shown, not parsed
+        table = Table(title=escape(self.title), caption=escape(self.notes) or None, caption_justify="left")
         for i, col in enumerate(self.columns):
             numeric = any(isinstance(r[i], Number) and not isinstance(r[i], bool) for r in self.rows)
-            table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric)
+            table.add_column(escape(col), justify="right" if numeric else "left", no_wrap=numeric)
         for row in self.rows:
-            table.add_row(*(_cell(c) for c in row))
+            table.add_row(*(escape(_cell(c)) for c in row))
         return table
 
     def to_html(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..criteria import CRITERIA, Criterion, EquivalenceResult
@@ -20,7 +21,7 @@ def _order(c: Criterion) -> int:
 
 def criteria_table(results: Iterable[EquivalenceResult], title: str = "equivtest") -> Table:
     """One row per (pair, criterion, direction); failures first."""
-    table = Table(title=title, show_lines=False)
+    table = Table(title=escape(title), show_lines=False)
     columns = (
         ("pair", {"no_wrap": True}),
         ("criterion", {"no_wrap": True}),
@@ -37,7 +38,9 @@ def criteria_table(results: Iterable[EquivalenceResult], title: str = "equivtest
     for pair, c in rows:
         relation = "≥" if c.higher_is_better else "≤"
         threshold = "—" if c.threshold is None else f"{relation} {c.threshold:.3g}"
-        table.add_row(pair, c.name, c.direction, f"{c.value:.4g}", threshold, _status(c), c.detail)
+        # names are the user's: escaped, so that rich shows `mlp[v2]` and not markup
+        table.add_row(escape(pair), escape(c.name), escape(c.direction), f"{c.value:.4g}", threshold, _status(c),
+                      escape(c.detail))
     return table
 
 
@@ -51,15 +54,16 @@ def legend() -> str:
 
 def comparison_table(record_a: dict, record_b: dict, label_a: str = "A", label_b: str = "B") -> Table:
     """Criteria of two run records side by side, with the relative change from A to B."""
-    table = Table(title=f"{label_a}  vs.  {label_b}")
+    table = Table(title=f"{escape(label_a)}  vs.  {escape(label_b)}")
     for col in ("criterion", "direction", "run A", "run B", "change", "better?"):
         table.add_column(col, justify="right" if col in ("run A", "run B", "change") else "left", no_wrap=True)
     crit_a = {(c["name"], c["direction"]): c for c in record_a["result"]["criteria"]}
     crit_b = {(c["name"], c["direction"]): c for c in record_b["result"]["criteria"]}
     for key in list(crit_a) + [k for k in crit_b if k not in crit_a]:
         a, b = crit_a.get(key), crit_b.get(key)
+        cells = [escape(part) for part in key]
         if a is None or b is None:
-            table.add_row(*key, "—" if a is None else f"{a['value']:.4g}", "—" if b is None else f"{b['value']:.4g}",
+            table.add_row(*cells, "—" if a is None else f"{a['value']:.4g}", "—" if b is None else f"{b['value']:.4g}",
                           "", "[yellow]only in one run[/]")
             continue
         change = (b["value"] - a["value"]) / abs(a["value"]) * 100 if a["value"] else float("inf")
@@ -68,5 +72,5 @@ def comparison_table(record_a: dict, record_b: dict, label_a: str = "A", label_b
         else:
             better = (b["value"] > a["value"]) == bool(a["higher_is_better"])
             verdict = "[green]better[/]" if better else "[red]worse[/]"
-        table.add_row(*key, f"{a['value']:.4g}", f"{b['value']:.4g}", f"{change:+.1f}%", verdict)
+        table.add_row(*cells, f"{a['value']:.4g}", f"{b['value']:.4g}", f"{change:+.1f}%", verdict)
     return table

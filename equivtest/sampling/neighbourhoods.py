@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import as_whole_number
 from ..errors import EquivtestError
 
 CONVENTIONS = ("variance", "std")
@@ -28,7 +29,8 @@ class GaussianNeighbourhood:
     convention: str = "variance"
 
     def __post_init__(self):
-        if int(self.size) < 2:
+        as_whole_number(self.size, "the neighbourhood size")
+        if self.size < 2:
             raise EquivtestError(
                 f"a neighbourhood needs at least 2 points to give a covariance, got size={self.size}; "
                 "use tens to thousands of points (the thesis uses 100 to 1024)"

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._validation import as_whole_number
 from ..errors import EquivtestError
 
 
@@ -35,7 +36,7 @@ class GridPoints:
             )
         if not np.all(upper > lower):
             raise EquivtestError(f"each upper bound must exceed its lower bound: {self.lower!r}, {self.upper!r}")
-        if int(self.n) < 1:
+        if as_whole_number(self.n, "n (points per axis)") < 1:
             raise EquivtestError(f"n must be a positive number of points per axis, got {self.n}")
         i = np.arange(int(self.n), dtype=np.float64)
         axes = [lo + i * (hi - lo) / self.n for lo, hi in zip(lower, upper)]
@@ -52,6 +53,7 @@ class DatasetPoints:
 
     def points(self, rng: np.random.Generator) -> np.ndarray:
         data = np.asarray(self.data)
+        as_whole_number(self.n, "n (samples to draw)")
         if not 0 < self.n <= len(data):
             raise EquivtestError(
                 f"cannot draw {self.n} samples from a data set of {len(data)} items; "
