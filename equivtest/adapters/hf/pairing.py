@@ -144,6 +144,19 @@ class Positions:
         for i in range(n):
             yield predicted[bounds[i] : bounds[i + 1]], test.rows[target][tb[i] : tb[i + 1]]
 
+    def paired(self, test: TestRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every position of every test input as paired rows ``(A, B, input)``, aligned as the
+        fit aligns them (a position map's rows already pair; else trim, pad or resample)."""
+        out_a, out_b, groups = [], [], []
+        for seq_a, seq_b in self._per_input(test, test.rows["a"], "a", "b"):
+            if not callable(self.align):
+                length = max(len(seq_a), len(seq_b)) if self.align == "pad" else min(len(seq_a), len(seq_b))
+                seq_a, seq_b = align_length(seq_a, length, self.align), align_length(seq_b, length, self.align)
+            out_a.append(seq_a)
+            out_b.append(seq_b)
+            groups.append(np.full(len(seq_a), len(groups)))
+        return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(groups)
+
     def activation_mse(self, test: TestRows, predicted: np.ndarray, source: str, target: str) -> float:
         sq_err, n_err = 0.0, 0
         for pred, true in self._per_input(test, predicted, source, target):
