@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..criteria import EquivalenceResult
-from ..report.tables import ResultTable
+from .criteria import EquivalenceResult
+from .report.tables import ResultTable
 
 
 @dataclass
 class ExperimentOutcome:
     """Every fit's criteria, the suite's own tables, the records written and where time went.
 
-    A suite that makes one fit gets this from :func:`equivtest.experiments.runner.run_suite`;
+    A suite that makes one fit gets this from :func:`equivtest.runner.run_suite`;
     a suite with several fits (slice lengths, directions, held-out pairs) builds it in its
     own ``run()``.
     """

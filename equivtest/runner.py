@@ -3,7 +3,7 @@
 An experiment module either describes a single fit (``pair()``, ``sampler()``,
 ``CONFIG``, ``test_inputs()``, ``THRESHOLDS``) or runs itself through
 ``run(profile=..., report_dir=..., stage=..., null_shuffles=...)`` returning an
-:class:`~equivtest.experiments.outcome.ExperimentOutcome`; :func:`run_suite` calls either.
+:class:`~equivtest.outcome.ExperimentOutcome`; :func:`run_suite` calls either.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from ..criteria import EquivalenceResult
-from ..engine import FittedPair, fit_pair
-from ..record import write_run
+from .criteria import EquivalenceResult
+from .engine import FittedPair, fit_pair
+from .record import write_run
 from .outcome import ExperimentOutcome
 
 PROFILES = ("ci", "full")

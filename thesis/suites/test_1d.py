@@ -1,7 +1,7 @@
-"""Suite 1d: the thesis's experiment 1 (see equivtest.experiments.one_d)."""
+"""Suite 1d: the thesis's experiment 1 (see equivtest_thesis.experiments.one_d)."""
 
 import equivtest
-from equivtest.experiments import one_d
+from equivtest_thesis.experiments import one_d
 
 
 @equivtest.pair

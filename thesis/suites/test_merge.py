@@ -1,4 +1,4 @@
-"""Suite merge: the TransformerAE report's weight merger on the digit zoo (see equivtest.experiments.merge).
+"""Suite merge: the TransformerAE report's weight merger on the digit zoo (see equivtest_thesis.experiments.merge).
 
 The CI profile runs once per session (about 3-4 minutes on two cores with an empty
 cache); ``equivtest run merge --profile full`` runs the full sizes.
@@ -7,7 +7,7 @@ cache); ``equivtest run merge --profile full`` runs the full sizes.
 import numpy as np
 import pytest
 
-from equivtest.experiments import merge
+from equivtest_thesis.experiments import merge
 
 
 @pytest.fixture(scope="module")

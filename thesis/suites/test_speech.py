@@ -1,4 +1,4 @@
-"""Suite speech: the thesis's experiment 3 (see equivtest.experiments.speech).
+"""Suite speech: the thesis's experiment 3 (see equivtest_thesis.experiments.speech).
 
 The CI profile trains both recognisers into an empty cache (about 5 of its 6 minutes), so it
 is marked slow; ``tests/test_speech_suites_smoke.py`` runs the same code on the small
@@ -8,7 +8,7 @@ from the command line.
 
 import pytest
 
-from equivtest.experiments import speech
+from equivtest_thesis.experiments import speech
 
 pytestmark = pytest.mark.slow
 AGREEMENT = "Transcript agreement of the stitched network with its target (cf. thesis section 4.3)"

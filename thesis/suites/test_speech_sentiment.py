@@ -1,13 +1,13 @@
-"""Suite speech-sentiment: the thesis's experiment 5 (see equivtest.experiments.speech_sentiment).
+"""Suite speech-sentiment: the thesis's experiment 5 (see equivtest_thesis.experiments.speech_sentiment).
 
-Marked slow like suites/test_speech.py (its CI profile trains the recogniser and the XLNet
+Marked slow like thesis/suites/test_speech.py (its CI profile trains the recogniser and the XLNet
 classifier into an empty cache); the ``smoke`` profile runs in every default run
 (``tests/test_speech_suites_smoke.py``).
 """
 
 import pytest
 
-from equivtest.experiments import speech_sentiment
+from equivtest_thesis.experiments import speech_sentiment
 
 pytestmark = pytest.mark.slow
 TITLE = "Speech sentiment: agreement of the stitched network with its target (cf. thesis section 4.5)"

@@ -1,4 +1,4 @@
-"""Suite text: the thesis's experiment 4 (see equivtest.experiments.text).
+"""Suite text: the thesis's experiment 4 (see equivtest_thesis.experiments.text).
 
 Runs the CI profile once per session (64 samples, 200 held-out test sentences; the full
 profile, ``equivtest run text --profile full``, uses the thesis's 128 and 500).
@@ -6,7 +6,7 @@ profile, ``equivtest run text --profile full``, uses the thesis's 128 and 500).
 
 import pytest
 
-from equivtest.experiments import text
+from equivtest_thesis.experiments import text
 
 
 @pytest.fixture(scope="module")

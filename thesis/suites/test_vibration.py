@@ -1,4 +1,4 @@
-"""Suite vibration: the thesis's experiment 2 on CWRU bearing windows (see equivtest.experiments.vibration).
+"""Suite vibration: the thesis's experiment 2 on CWRU bearing windows (see equivtest_thesis.experiments.vibration).
 
 One run of the CI profile (every slice length, both directions) is shared by the tests
 below; ``equivtest run vibration --profile full`` runs the thesis's sizes.
@@ -6,7 +6,7 @@ below; ``equivtest run vibration --profile full`` runs the thesis's sizes.
 
 import pytest
 
-from equivtest.experiments import vibration
+from equivtest_thesis.experiments import vibration
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_tables_have_every_slice_length_in_both_directions(outcome):
 def test_the_untouched_networks_score_what_their_training_recorded(outcome):
     # The "own" rows are recomputed from the networks' outputs on the test windows;
     # they must equal the accuracy stored when the networks were trained.
-    from equivtest.zoo.vibration import vibration_networks
+    from equivtest_thesis.zoo.vibration import vibration_networks
 
     _, _, info = vibration_networks()
     n_test = len(info["splits"].test.y)

@@ -10,7 +10,7 @@ import torch
 
 from equivtest.errors import EquivtestError
 from equivtest.weights import FlatIndex, flat_index, flatten_parameters
-from equivtest.zoo import digits as D
+from equivtest_thesis.zoo import digits as D
 
 
 def test_split_is_stratified_disjoint_and_standardised():

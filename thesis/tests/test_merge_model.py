@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from equivtest.weights import WeightSpaceError, flat_index, flatten_parameters, layerwise_mse
-from equivtest.weights.merger import (MergerConfig, NeuronTokens, TransformerMerger, layer_scales, layerwise_loss,
+from equivtest_thesis.experiments.merge_model import (MergerConfig, NeuronTokens, TransformerMerger, layer_scales, layerwise_loss,
                                       predict, train_merger)
-from equivtest.zoo.digits import DigitCNN, initial_network
+from equivtest_thesis.zoo.digits import DigitCNN, initial_network
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_training_learns_a_merge_rule(index):
 
 
 def test_the_merger_is_cached_and_reproducible(index, tmp_path, monkeypatch):
-    from equivtest.weights.merger import cached_merger
+    from equivtest_thesis.experiments.merge_model import cached_merger
 
     monkeypatch.setenv("EQUIVTEST_CACHE", str(tmp_path))
     gen = torch.Generator().manual_seed(1)

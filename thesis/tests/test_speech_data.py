@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from equivtest.errors import EquivtestError
-from equivtest.zoo.speech_data import SAMPLE_RATE, normalise_text, speech_corpus, synthesize
+from equivtest_thesis.zoo.speech_data import SAMPLE_RATE, normalise_text, speech_corpus, synthesize
 
 
 def test_synthesis_is_deterministic_and_depends_on_voice_speed_and_pitch():
@@ -36,7 +36,7 @@ def test_corpus_text_is_normalised_and_labelled():
 
 def test_a_set_is_spoken_the_same_whatever_this_process_synthesised_before():
     # eSpeak carries state between utterances inside its library; sets are spoken in a fresh process
-    from equivtest.zoo.speech_phrases import _in_fresh_process
+    from equivtest_thesis.zoo.speech_phrases import _in_fresh_process
 
     texts, voices = ["by the end you can't", "a good performance"], [["en+klatt2", 160, 50], ["en+klatt5", 140, 40]]
     first = _in_fresh_process(texts, voices)

@@ -9,8 +9,8 @@ import pytest
 from equivtest import FitConfig, GaussianNeighbourhood
 from equivtest.adapters.hf import HFSampling, fit_hf
 from equivtest.errors import EquivtestError
-from equivtest.experiments import speech, speech_sentiment
-from equivtest.zoo.speech_hub import encoder_decoder_network
+from equivtest_thesis.experiments import speech, speech_sentiment
+from equivtest_thesis.zoo.speech_hub import encoder_decoder_network
 
 transformers = pytest.importorskip("transformers")
 CHARS = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"]
@@ -112,7 +112,7 @@ def test_unknown_source_is_an_error():
 
 
 def test_wav2vec2_directory_without_its_ctc_tokenizer_is_a_clear_error(tmp_path):
-    from equivtest.zoo.speech_hub import wav2vec2_network
+    from equivtest_thesis.zoo.speech_hub import wav2vec2_network
 
     transformers.Wav2Vec2ForCTC(_wav2vec2_config(vocab_size=len(CHARS), pad_token_id=0)).save_pretrained(tmp_path / "w")
     with pytest.raises(EquivtestError, match="no CTC tokenizer found"):

@@ -1,12 +1,12 @@
 """The speech and speech-sentiment suites end to end on their small ``smoke`` profile: networks
 trained for 10 epochs on 320 phrases (they barely transcribe), a fit on 6 utterances. This
 checks the plumbing in every default run; the figures come from the slow CI profile in
-suites/test_speech.py and suites/test_speech_sentiment.py."""
+thesis/suites/test_speech.py and thesis/suites/test_speech_sentiment.py."""
 
 import numpy as np
 import pytest
 
-from equivtest.experiments import speech, speech_sentiment
+from equivtest_thesis.experiments import speech, speech_sentiment
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_speech_smoke_fits_both_directions_and_fills_its_tables(speech_outcome):
     assert [r[1] for r in agree.rows] == [6, 6] and all(6 < r[2] <= 6 * 64 for r in agree.rows)
     assert [r[3] for r in agree.rows] == [12, 12]
     examples = tables["Example transcripts (cf. thesis Table 4.3)"]
-    from equivtest.zoo.speech_phrases import speech_set
+    from equivtest_thesis.zoo.speech_phrases import speech_set
 
     assert [r[0] for r in examples.rows] == speech_set("test", 12).texts[:6]
 

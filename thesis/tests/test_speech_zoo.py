@@ -1,12 +1,12 @@
-"""The speech suites' data and recognisers (equivtest.zoo.speech_phrases, equivtest.zoo.speech)."""
+"""The speech suites' data and recognisers (equivtest_thesis.zoo.speech_phrases, equivtest_thesis.zoo.speech)."""
 
 import numpy as np
 import pytest
 import torch
 
 from equivtest.errors import EquivtestError
-from equivtest.zoo import speech as zoo
-from equivtest.zoo.speech_phrases import MAX_WORDS, MIN_WORDS, phrases, speech_set, vocabulary
+from equivtest_thesis.zoo import speech as zoo
+from equivtest_thesis.zoo.speech_phrases import MAX_WORDS, MIN_WORDS, phrases, speech_set, vocabulary
 
 
 def test_phrases_use_the_closed_vocabulary_and_test_phrases_are_held_out():

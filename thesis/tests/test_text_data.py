@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from equivtest.zoo.text_data import load_polarity, polarity_splits
+from equivtest_thesis.zoo.text_data import load_polarity, polarity_splits
 
 
 def test_shipped_copy_is_complete_and_names_its_source():

@@ -6,7 +6,7 @@ import pytest
 
 from equivtest import FitConfig, GaussianNeighbourhood
 from equivtest.adapters.hf import HFSampling, fit_hf
-from equivtest.experiments import text
+from equivtest_thesis.experiments import text
 
 transformers = pytest.importorskip("transformers")
 from tests.test_hf import WORDS, sentences, word_tokenizer  # noqa: E402

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import equivtest.data
+import equivtest_thesis.data
 from equivtest.errors import EquivtestError
-from equivtest.zoo import vibration_data as vd
+from equivtest_thesis.zoo import vibration_data as vd
 
 WINDOW = 100
-DATA_DIR = Path(equivtest.data.__file__).resolve().parent
+DATA_DIR = Path(equivtest_thesis.data.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_load_recordings_reads_only_the_package(monkeypatch):
     assert len(recordings) == 53
     npz_opened = [Path(name).resolve() for name in opened if name.endswith(vd.NPZ_NAME)]
     assert npz_opened and all(path.parent == DATA_DIR for path in npz_opened)
-    assert resources.files("equivtest.data").joinpath(vd.NPZ_NAME).is_file()
+    assert resources.files("equivtest_thesis.data").joinpath(vd.NPZ_NAME).is_file()
 
 
 @pytest.mark.parametrize("which", ["binary", "four_class"])

@@ -5,8 +5,8 @@ import torch
 
 from equivtest import LayerSpec
 from equivtest.capture import capture
-from equivtest.zoo import vibration as zoo_vibration
-from equivtest.zoo.vibration import ConvTransformerNet, LstmNet, vibration_networks
+from equivtest_thesis.zoo import vibration as zoo_vibration
+from equivtest_thesis.zoo.vibration import ConvTransformerNet, LstmNet, vibration_networks
 
 
 def test_networks_map_windows_to_two_logits():

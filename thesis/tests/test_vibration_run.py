@@ -11,10 +11,10 @@ import weakref
 import torch
 
 from equivtest import engine
-from equivtest.experiments import vibration
+from equivtest_thesis.experiments import vibration
 from equivtest.layers import LayerSpec
-from equivtest.zoo.vibration import ConvTransformerNet, LstmNet
-from equivtest.zoo.vibration_data import make_splits
+from equivtest_thesis.zoo.vibration import ConvTransformerNet, LstmNet
+from equivtest_thesis.zoo.vibration_data import make_splits
 
 
 def test_the_run_lets_each_fit_go_before_the_next_is_cut(monkeypatch):

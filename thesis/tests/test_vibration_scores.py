@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from equivtest.experiments.vibration import classification_scores
+from equivtest_thesis.experiments.vibration import classification_scores
 
 
 def test_scores_of_a_hand_counted_example():
@@ -40,8 +40,8 @@ def test_windows_containing_nan_are_a_clear_error():
 
     from equivtest.engine import fit_pair
     from equivtest.errors import EquivtestError
-    from equivtest.experiments import vibration
-    from equivtest.zoo.vibration import ConvTransformerNet, LstmNet
+    from equivtest_thesis.experiments import vibration
+    from equivtest_thesis.zoo.vibration import ConvTransformerNet, LstmNet
 
     torch.manual_seed(0)
     windows = np.random.default_rng(0).normal(size=(12, 100, 2)).astype(np.float32)

@@ -2,7 +2,7 @@
 
 import torch
 
-from equivtest.zoo.one_d import one_d_networks
+from equivtest_thesis.zoo.one_d import one_d_networks
 
 
 def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):

@@ -1,10 +1,10 @@
 """Build the compact CWRU copy the vibration suite ships (run once, by hand).
 
-    python tools/make_cwru_subset.py [--source ../shared/data/cwru] [--fault-steps 24000]
+    python thesis/tools/make_cwru_subset.py [--source ../shared/data/cwru] [--fault-steps 24000]
 
 This is the only code in the repository that reads the shared data folder; the package
 never imports it and never reads ``../shared`` at run time (a user's clone has none).
-It writes, into ``equivtest/data/``:
+It writes, into ``thesis/equivtest_thesis/data/``:
 
 ``cwru_12k_subset.npz``
     For every recording kept, the first ``--fault-steps`` time steps of a fault
@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "cwru"
-OUT_DIR = REPO / "equivtest" / "data"
+OUT_DIR = REPO / "thesis" / "equivtest_thesis" / "data"
 NPZ_NAME = "cwru_12k_subset.npz"
 JSON_NAME = "cwru_index.json"
 SAMPLING_RATE_HZ = 12_000
@@ -161,7 +161,7 @@ def main() -> None:
     index = {
         "source": SOURCE_TEXT,
         "licence": LICENCE_TEXT,
-        "built_by": "tools/make_cwru_subset.py",
+        "built_by": "thesis/tools/make_cwru_subset.py",
         "source_files_sha256": {
             "cwru_12k_drive_end.npz": sha256(npz_path),
             "index.csv": sha256(csv_path),

@@ -1,13 +1,13 @@
 """Build the copy of the Pang-Lee sentence polarity data the text suites ship (run once, by hand).
 
-    python tools/make_sentiment_subset.py [--source ../shared/data/sentiment/sentence_polarity.zip]
+    python thesis/tools/make_sentiment_subset.py [--source ../shared/data/sentiment/sentence_polarity.zip]
 
 This is the only code in the repository that reads the shared data folder; the package
 never reads ``../shared`` at run time (a user's clone has none). It writes
-``equivtest/data/sentence_polarity.json.gz``: all 5,331 positive and 5,331 negative
+``thesis/equivtest_thesis/data/sentence_polarity.json.gz``: all 5,331 positive and 5,331 negative
 sentences of rt-polarity v1.0, in file order, whitespace at the ends stripped, with the
 source, the licence and the SHA-256 of the original files. gzip with mtime 0, so the
-same input gives the same bytes. Read it with ``equivtest.zoo.text_data.load_polarity``.
+same input gives the same bytes. Read it with ``equivtest_thesis.zoo.text_data.load_polarity``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import json
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "equivtest" / "data" / "sentence_polarity.json.gz"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "thesis" / "equivtest_thesis" / "data" / "sentence_polarity.json.gz"
 MEMBERS = {"pos": "sentence_polarity/rt-polarity.pos", "neg": "sentence_polarity/rt-polarity.neg"}
 
 

@@ -1,6 +1,6 @@
 """Where the speech-sentiment suite loses its target's labels (a by-hand investigation).
 
-    python tools/probe_speech_sentiment.py [--n-train 6400] [--samples 128 1000] [--layers ...] [--dm 500]
+    python thesis/tools/probe_speech_sentiment.py [--n-train 6400] [--samples 128 1000] [--layers ...] [--dm 500]
 
 Not part of the product or the tests: it measures what the README's speech-sentiment
 section quotes about the suite's ceiling. For the suite's recogniser trained on
@@ -33,10 +33,10 @@ from equivtest.adapters.hf import HFNetwork, word_error_rate
 from equivtest.adapters.hf.ctc import ctc_emissions, token_frames
 from equivtest.adapters.hf.fit import _with_neighbourhood
 from equivtest.engine import FitConfig
-from equivtest.experiments import speech_sentiment
+from equivtest_thesis.experiments import speech_sentiment
 from equivtest.sampling import GaussianNeighbourhood
-from equivtest.zoo.speech_phrases import speech_set
-from equivtest.zoo.text import xlnet_network
+from equivtest_thesis.zoo.speech_phrases import speech_set
+from equivtest_thesis.zoo.text import xlnet_network
 
 
 def phrase_rows(asr, tok, audio):

@@ -1,6 +1,6 @@
 """How far a slice-wise map can carry the vibration suite's networks (a by-hand ceiling).
 
-    python tools/probe_vibration.py [--windows 200] [--k 10] [--pool val|train+val] [--all-features]
+    python thesis/tools/probe_vibration.py [--windows 200] [--k 10] [--pool val|train+val] [--all-features]
                                     [--noise-snr-db -5]
 
 Not part of the product or the tests: it measures what the README's vibration section
@@ -31,10 +31,10 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
 from equivtest.capture import capture, forward_batched
-from equivtest.experiments import vibration
+from equivtest_thesis.experiments import vibration
 from equivtest.layers import LayerSpec
 from equivtest.stitch import StitchedNetwork
-from equivtest.zoo.vibration import NOISE_SNR_DB, vibration_networks
+from equivtest_thesis.zoo.vibration import NOISE_SNR_DB, vibration_networks
 
 
 class SupervisedMap:

@@ -1,13 +1,13 @@
 """The vibration suite at other sensor noise levels: how the task's difficulty moves its results.
 
-    python tools/vibration_noise.py [--noise-snr-db -5 0 5] [--profile ci]
+    python thesis/tools/vibration_noise.py [--noise-snr-db -5 0 5] [--profile ci]
 
 Not part of the product or the tests: it measures what the README's vibration section
 quotes on the LSTM bar. For each noise level it trains (and caches) both networks at
 that level, runs the suite's fits on them (``vibration.run(noise_snr_db=...)``, no
 record written) and prints, per target, the network's own test accuracy and, per slice
 length, the stitched network's accuracy minus it and its agreement with the target.
-The suite itself runs at -5 dB; ``tools/probe_vibration.py --noise-snr-db`` gives the
+The suite itself runs at -5 dB; ``thesis/tools/probe_vibration.py --noise-snr-db`` gives the
 ceiling of supervised slice-wise maps at the same levels.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from equivtest.experiments import vibration
+from equivtest_thesis.experiments import vibration
 
 
 def main() -> None:

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..criteria import EquivalenceResult, criterion
-from ..report.tables import ResultTable
-from ..weights.merger import MergerConfig, cached_merger, predict
+from equivtest.criteria import EquivalenceResult, criterion
+from equivtest.report.tables import ResultTable
+from .merge_model import MergerConfig, cached_merger, predict
 from ..zoo.digits import PROFILES as ZOO_PROFILES
 from ..zoo.digits import ZooSpec, accuracy, build_zoo, initial_network, load_digit_data, train_steps
-from .outcome import ExperimentOutcome
+from equivtest.outcome import ExperimentOutcome
 
 NAME = "merge"
 # one epoch at the zoo's own learning rate; batch 8 gives 60-70 steps on the ~500 training images of 4 classes
@@ -82,7 +82,7 @@ class OutputEnsemble(nn.Module):
 
 
 def _network(vector: torch.Tensor, seed: int) -> nn.Module:
-    from ..weights.flat import load_flat
+    from equivtest.weights.flat import load_flat
 
     return load_flat(initial_network(seed), vector).eval()
 
@@ -99,12 +99,12 @@ def _label(classes) -> str:
 
 def run(*, profile: str = "ci", report_dir: str | Path | None = "reports", stage: Callable[[str], None] | None = None,
         null_shuffles: int = 0, merge_profile: MergeProfile | None = None) -> ExperimentOutcome:
-    from ..engine import FitConfig, fit_pair
-    from ..pairs import NetworkPair
-    from ..record import write_run
-    from ..sampling import DatasetPoints, GaussianNeighbourhood, Sampler
-    from ..weights.criteria import weight_criteria
-    from ..weights.flat import flat_index
+    from equivtest.engine import FitConfig, fit_pair
+    from equivtest.pairs import NetworkPair
+    from equivtest.record import write_run
+    from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, Sampler
+    from equivtest.weights.criteria import weight_criteria
+    from equivtest.weights.flat import flat_index
 
     say = stage or (lambda message: None)
     prof = merge_profile or PROFILES[profile]

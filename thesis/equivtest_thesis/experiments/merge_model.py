@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._threads import torch_threads
-from .errors import WeightSpaceError
-from .flat import FlatIndex
+from equivtest._threads import torch_threads
+from equivtest.weights.errors import WeightSpaceError
+from equivtest.weights.flat import FlatIndex
 
 
 @dataclass(frozen=True)

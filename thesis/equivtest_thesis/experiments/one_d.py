@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine import FitConfig
-from ..pairs import NetworkPair
-from ..sampling import GaussianNeighbourhood, GridPoints, Sampler
+from equivtest.engine import FitConfig
+from equivtest.pairs import NetworkPair
+from equivtest.sampling import GaussianNeighbourhood, GridPoints, Sampler
 from ..zoo.one_d import one_d_networks
 
 NAME = "1d"

@@ -1,13 +1,13 @@
 """Experiment 3 of the thesis: two speech recognisers of different families, both directions.
 
-Networks (``source="embedded"``, the default; see :mod:`equivtest.zoo.speech`): A is a small
+Networks (``source="embedded"``, the default; see :mod:`equivtest_thesis.zoo.speech`): A is a small
 ``Wav2Vec2ForCTC`` (raw waveform, character CTC), B a small
 ``Speech2TextForConditionalGeneration`` (log-mel features, word decoder), both trained
-here on closed-vocabulary phrases spoken by eSpeak NG (:mod:`equivtest.zoo.speech_phrases`).
+here on closed-vocabulary phrases spoken by eSpeak NG (:mod:`equivtest_thesis.zoo.speech_phrases`).
 ``source="hub"`` loads a Wav2Vec2 CTC model and a speech encoder-decoder by hub id or
 local directory (``hub_a``/``hub_b`` or ``EQUIVTEST_SPEECH_HUB_A``/``_B``); the thesis's
 Speech2Text2 id is refused with an error naming its removal from transformers 5
-(:mod:`equivtest.zoo.speech_hub`).
+(:mod:`equivtest_thesis.zoo.speech_hub`).
 
 Protocol (thesis section 4.3): samples are training utterances; per sample a neighbourhood
 of 100 waveforms (Gaussian around the sample, delta 0.05, variance delta/4 per audio
@@ -29,12 +29,12 @@ import time
 
 import numpy as np
 
-from .._threads import torch_threads
-from ..adapters.hf import HFPair, HFSampling, fit_hf, word_error_rate
-from ..engine import FitConfig
-from ..report.tables import ResultTable
-from ..sampling import GaussianNeighbourhood
-from .outcome import ExperimentOutcome
+from equivtest._threads import torch_threads
+from equivtest.adapters.hf import HFPair, HFSampling, fit_hf, word_error_rate
+from equivtest.engine import FitConfig
+from equivtest.report.tables import ResultTable
+from equivtest.sampling import GaussianNeighbourhood
+from equivtest.outcome import ExperimentOutcome
 
 NAME = "speech"
 THESIS = {"a->b": 0.6971, "b->a": 0.8969}  # into Speech2Text2, into Wav2Vec2
@@ -97,7 +97,7 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
 
 
 def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
-    from ..record import write_run
+    from equivtest.record import write_run
     from ..zoo.speech_phrases import speech_set
 
     p = pair(source, log=stage, hub_a=hub_a, hub_b=hub_b, n_train=cfg["n_train"], epochs=cfg.get("epochs"))

@@ -2,8 +2,8 @@
 classifier and a transformation between them (one direction, speech into text).
 
 Networks (``source="embedded"``): A is the speech suite's ``Wav2Vec2ForCTC``
-(:mod:`equivtest.zoo.speech`), B the text suite's XLNet classifier
-(:func:`equivtest.zoo.text.xlnet_network`; the thesis's target family, and a width of 64
+(:mod:`equivtest_thesis.zoo.speech`), B the text suite's XLNet classifier
+(:func:`equivtest_thesis.zoo.text.xlnet_network`; the thesis's target family, and a width of 64
 keeps its neighbourhood covariances cheap; the text suite's MiniLM head was measured worse
 as the target, see the README). ``source="hub"``: a Wav2Vec2 CTC model and a
 sequence classifier (the thesis: textattack's XLNet SST-2) by hub id or local directory
@@ -36,14 +36,14 @@ import time
 
 import numpy as np
 
-from .._threads import torch_threads
-from ..adapters.hf import ALIGNMENTS, HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
-from ..adapters.hf.ctc import waveform_key
-from ..engine import FitConfig
-from ..report.tables import ResultTable
-from ..sampling import GaussianNeighbourhood
+from equivtest._threads import torch_threads
+from equivtest.adapters.hf import ALIGNMENTS, HFNetwork, HFPair, HFSampling, ctc_alignment, fit_hf
+from equivtest.adapters.hf.ctc import waveform_key
+from equivtest.engine import FitConfig
+from equivtest.report.tables import ResultTable
+from equivtest.sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
-from .outcome import ExperimentOutcome
+from equivtest.outcome import ExperimentOutcome
 
 NAME = "speech-sentiment"
 THESIS = {"agreement": 0.654, "stitched_positive": 0.40, "target_positive": (0.05, 0.07)}
@@ -143,7 +143,7 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
 
 
 def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
-    from ..record import write_run
+    from equivtest.record import write_run
     from ..zoo.speech_phrases import speech_set
 
     align = cfg["align"]

@@ -1,6 +1,6 @@
 """Experiment 4 of the thesis: two sentiment classifiers of different families, both directions.
 
-Networks (``source="embedded"``, the default; see :mod:`equivtest.zoo.text`): A is a small
+Networks (``source="embedded"``, the default; see :mod:`equivtest_thesis.zoo.text`): A is a small
 XLNet (3 layers, width 64) trained here from scratch, B a classifier on the real
 pre-trained all-MiniLM-L6-v2 encoder (BERT family), both on Pang-Lee sentence polarity.
 ``source="hub"`` loads the thesis's models instead (textattack's XLNet SST-2 and siebert's
@@ -30,13 +30,13 @@ import time
 
 import numpy as np
 
-from .._threads import torch_threads
-from ..adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
-from ..engine import FitConfig
-from ..report.tables import ResultTable
-from ..sampling import GaussianNeighbourhood
+from equivtest._threads import torch_threads
+from equivtest.adapters.hf import HFNetwork, HFPair, HFSampling, fit_hf
+from equivtest.engine import FitConfig
+from equivtest.report.tables import ResultTable
+from equivtest.sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
-from .outcome import ExperimentOutcome
+from equivtest.outcome import ExperimentOutcome
 
 NAME = "text"
 THESIS = {"agreement": {"into XLNet": 0.966, "into RoBERTa": 0.892}, "positive": {"XLNet": 0.068, "RoBERTa": 0.392}}
@@ -92,7 +92,7 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
 
 
 def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
-    from ..record import write_run
+    from equivtest.record import write_run
     from ..zoo.text_data import polarity_splits
 
     p = pair(source, log=stage)

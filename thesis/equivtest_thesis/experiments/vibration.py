@@ -1,6 +1,6 @@
 """Experiment 2 of the thesis on real bearing recordings: LSTM vs. Conv1d + transformer.
 
-Networks: ``equivtest.zoo.vibration`` (normal vs. bearing fault on 100-step windows of
+Networks: ``equivtest_thesis.zoo.vibration`` (normal vs. bearing fault on 100-step windows of
 the CWRU drive-end and fan-end accelerometers, white sensor noise at -5 dB).
 Layers (thesis section 4.2): the LSTM's output sequence (hidden size 1, a tuple output:
 index 0) and the last transformer encoder layer's output, every 4th of its 64 features.
@@ -29,14 +29,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..criteria import Criterion
-from ..engine import FitConfig, fit_slice_lengths
-from ..layers import LayerSpec
-from ..pairs import NetworkPair
-from ..record import write_run
-from ..report.tables import ResultTable
-from ..sampling import DatasetPoints, GaussianNeighbourhood, Sampler
-from .outcome import ExperimentOutcome
+from equivtest.criteria import Criterion
+from equivtest.engine import FitConfig, fit_slice_lengths
+from equivtest.layers import LayerSpec
+from equivtest.pairs import NetworkPair
+from equivtest.record import write_run
+from equivtest.report.tables import ResultTable
+from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, Sampler
+from equivtest.outcome import ExperimentOutcome
 
 NAME = "vibration"
 WINDOW = 100
@@ -175,7 +175,7 @@ def run(
 
     ``noise_snr_db``: the sensor noise the networks are trained and tested at (None: the
     suite's -5 dB); other levels are for probing how the task's difficulty moves the
-    results (``tools/vibration_noise.py``).
+    results (``thesis/tools/vibration_noise.py``).
     """
     settings = PROFILES[profile]
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_write_bytes
+from equivtest._io import atomic_write_bytes
 
 
 def cache_dir() -> Path:

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._threads import torch_threads
-from ..errors import EquivtestError
+from equivtest._threads import torch_threads
+from equivtest.errors import EquivtestError
 from .cache import cached_network
 
 N_CLASSES = 10
@@ -235,7 +235,7 @@ class _NotCached(Exception):
 
 def _cached(classes, seed, epochs, lr, batch_size, trained: DigitCNN | None = None, log=None):
     """The cached network, or (with ``trained``) store that one; raises _NotCached when absent."""
-    from ..weights.flat import flat_index, flatten_parameters, load_flat
+    from equivtest.weights.flat import flat_index, flatten_parameters, load_flat
 
     config = _config(classes, seed, epochs, lr, batch_size)
 
@@ -335,7 +335,7 @@ class Zoo:
     heldout_tasks: list = field(default_factory=list)
 
     def vector(self, seed: int, classes) -> torch.Tensor:
-        from ..weights.flat import flatten_parameters
+        from equivtest.weights.flat import flatten_parameters
 
         return flatten_parameters(self.networks[(seed, check_classes(classes))])[0]
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._threads import torch_threads
+from equivtest._threads import torch_threads
 from .cache import cached_network
 
 TRAIN_SIZE, VAL_SIZE = 10_240, 512

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.hf import HFNetwork, word_error_rate
-from .._threads import torch_threads
-from ..errors import EquivtestError
+from equivtest.adapters.hf import HFNetwork, word_error_rate
+from equivtest._threads import torch_threads
+from equivtest.errors import EquivtestError
 from .cache import cached_network, training_lock
 from .speech_phrases import SYNTHESIS, SpeechSet, speech_set, vocabulary
 from .speech_data import ALPHABET, SAMPLE_RATE
@@ -173,7 +173,7 @@ def speech2text_model() -> nn.Module:
 
 
 def ctc_transcribe(model, wave: np.ndarray) -> str:
-    from ..adapters.hf import ctc_greedy
+    from equivtest.adapters.hf import ctc_greedy
 
     with torch.no_grad():
         return ctc_greedy(CHARACTERS)(model, {"input_values": torch.as_tensor(wave)[None]})
@@ -277,7 +277,7 @@ def speech_networks(n_train: int, n_val: int = 100, seed: int = 0, log=None,
 
 def recogniser_networks(models: dict, layers: dict, features=None) -> dict:
     """The trained recognisers in ``models`` as :class:`HFNetwork`s reading ``layers[kind]``."""
-    from ..adapters.hf import ctc_greedy
+    from equivtest.adapters.hf import ctc_greedy
 
     out = {}
     if "wav2vec2" in models:

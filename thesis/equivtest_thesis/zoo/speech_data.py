@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import EquivtestError
+from equivtest.errors import EquivtestError
 
 SAMPLE_RATE = 16_000
 # eSpeak's default voicing adds random jitter (espeak_ng_SetRandSeed does not remove it), so the

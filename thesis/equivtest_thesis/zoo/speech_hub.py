@@ -16,8 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from ..adapters.hf import HFNetwork, ctc_greedy
-from ..errors import EquivtestError
+from equivtest.adapters.hf import HFNetwork, ctc_greedy
+from equivtest.errors import EquivtestError
 from .speech import LogMelNetwork, decoder_start, greedy_decode
 
 HUB_IDS = {"wav2vec2": "patrickvonplaten/wav2vec2-librispeech-clean-100h-demo-dist",

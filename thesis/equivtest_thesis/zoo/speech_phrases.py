@@ -26,8 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._io import atomic_write_bytes
-from ..errors import EquivtestError
+from equivtest._io import atomic_write_bytes
+from equivtest.errors import EquivtestError
 from .cache import cache_dir, config_key
 from .speech_data import PITCHES, RATES, VOICES, normalise_text, synthesize
 

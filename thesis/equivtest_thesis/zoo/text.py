@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._threads import torch_threads
-from ..errors import EquivtestError
+from equivtest._threads import torch_threads
+from equivtest.errors import EquivtestError
 from .cache import cached_network, training_lock
 from .text_data import TextSplit, polarity_splits
 

@@ -1,7 +1,7 @@
 """Pang-Lee sentence polarity (rt-polarity v1.0): the text suites' English sentiment corpus.
 
-The package ships all 10,662 sentences in ``equivtest/data/sentence_polarity.json.gz``
-(built by ``tools/make_sentiment_subset.py``; source Pang and Lee 2005, CC BY 4.0).
+The package ships all 10,662 sentences in ``thesis/equivtest_thesis/data/sentence_polarity.json.gz``
+(built by ``thesis/tools/make_sentiment_subset.py``; source Pang and Lee 2005, CC BY 4.0).
 Labels are the data set's own (1 positive, 0 negative). :func:`polarity_splits` shuffles
 each class with a fixed seed and cuts balanced, disjoint test, validation and training
 splits, so the test set's class balance is 50/50 by construction.
@@ -23,7 +23,7 @@ POLARITY_FILE = "sentence_polarity.json.gz"
 @lru_cache(maxsize=1)
 def load_polarity() -> dict:
     """``{"pos": [...], "neg": [...], "source": ..., "licence": ..., "sha256": {...}}``."""
-    blob = resources.files("equivtest.data").joinpath(POLARITY_FILE).read_bytes()
+    blob = resources.files("equivtest_thesis.data").joinpath(POLARITY_FILE).read_bytes()
     return json.loads(gzip.decompress(blob))
 
 

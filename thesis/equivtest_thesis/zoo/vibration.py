@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .._threads import torch_threads
+from equivtest._threads import torch_threads
 from .cache import cached_network
 from .vibration_data import make_splits
 
@@ -96,7 +96,7 @@ def vibration_networks(
     """Train (or load from the cache) both networks on the noisy binary task.
 
     ``noise_snr_db`` other than the suite's -5 dB is for probing how the task's
-    difficulty shapes the results (``tools/probe_vibration.py --noise-snr-db``); the
+    difficulty shapes the results (``thesis/tools/probe_vibration.py --noise-snr-db``); the
     networks are cached per noise level.
     """
     splits = make_splits(seed=seed, noise_snr_db=noise_snr_db, noise_reference=NOISE_REFERENCE)

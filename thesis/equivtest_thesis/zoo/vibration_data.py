@@ -6,8 +6,8 @@ channels, drive end and fan end (12 kHz, in g, then normalised); ``x`` has shape
 detection: normal (label 0) against any bearing fault (label 1); ``task="4class"``
 labels normal 0, ball 1, inner race 2, outer race 3.
 
-The data is the package's own compact copy (``equivtest/data``, built by
-``tools/make_cwru_subset.py``); nothing here reads outside the package.
+The data is the package's own compact copy (``equivtest_thesis/data``, built by
+``thesis/tools/make_cwru_subset.py``); nothing here reads outside the package.
 
 Three pitfalls, and what :func:`make_splits` does about them:
 
@@ -42,9 +42,9 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import EquivtestError
+from equivtest.errors import EquivtestError
 
-DATA_PACKAGE = "equivtest.data"
+DATA_PACKAGE = "equivtest_thesis.data"
 NPZ_NAME = "cwru_12k_subset.npz"
 INDEX_NAME = "cwru_index.json"
 SAMPLING_RATE_HZ = 12_000
@@ -134,7 +134,7 @@ def load_index() -> dict:
 def load_recordings() -> dict[str, Recording]:
     """Every recording of the package's compact CWRU copy, in the index's order.
 
-    Reads only ``equivtest/data`` (via :mod:`importlib.resources`), never ``../shared``.
+    Reads only ``equivtest_thesis/data`` (via :mod:`importlib.resources`), never ``../shared``.
     """
     index = load_index()
     with resources.files(DATA_PACKAGE).joinpath(NPZ_NAME).open("rb") as fh:
@@ -149,14 +149,14 @@ def load_recordings() -> dict[str, Recording]:
         if key not in row_of:
             raise VibrationDataError(
                 f"recording {key!r} is in {INDEX_NAME} but not in {NPZ_NAME}; "
-                "rebuild both with tools/make_cwru_subset.py"
+                "rebuild both with thesis/tools/make_cwru_subset.py"
             )
         i = row_of[key]
         signal = (offset[i] + scale[i] * codes[key].astype(np.float64)).astype(np.float32)
         if signal.shape != (entry["length_kept"], 2):
             raise VibrationDataError(
                 f"recording {key!r} has shape {signal.shape}, the index says ({entry['length_kept']}, 2); "
-                "rebuild the copy with tools/make_cwru_subset.py"
+                "rebuild the copy with thesis/tools/make_cwru_subset.py"
             )
         recordings[key] = Recording(
             key=key,
@@ -212,7 +212,7 @@ def _check_finite(rec: Recording) -> None:
             f"recording {rec.key!r} ({rec.fault}, {rec.diameter_mils} mil, {rec.load_hp} hp) has "
             f"{int(bad.sum())} NaN/inf value(s), the first at time step {int(t)} of the "
             f"{CHANNELS[c]} channel; windows from it would be NaN. Rebuild the package's copy "
-            "with tools/make_cwru_subset.py (it leaves out recordings with a missing channel) "
+            "with thesis/tools/make_cwru_subset.py (it leaves out recordings with a missing channel) "
             "or drop this recording"
         )
 
@@ -265,7 +265,7 @@ def make_splits(
 
     normal = [rec for rec in recordings.values() if rec.fault == "normal"]
     if not normal:
-        raise VibrationDataError(f"{NPZ_NAME} holds no normal recording; rebuild it with tools/make_cwru_subset.py")
+        raise VibrationDataError(f"{NPZ_NAME} holds no normal recording; rebuild it with thesis/tools/make_cwru_subset.py")
     if task == "binary":
         groups = [(1, [rec for rec in recordings.values() if rec.fault in FAULT_TYPES])]
     else:
