@@ -41,6 +41,7 @@ from ..zoo.digits import ZooSpec, accuracy, build_zoo, initial_network, load_dig
 from equivtest.outcome import ExperimentOutcome
 
 NAME = "merge"
+TITLE = "Weight merging: the TransformerAE report's double-encoder merger on digit CNNs"
 # one epoch at the zoo's own learning rate; batch 8 gives 60-70 steps on the ~500 training images of 4 classes
 FINE_TUNE = {"epochs": 1.0, "lr": 3e-3, "batch_size": 8}
 # the bar: after <= 1 epoch of fine-tuning, >= 95% of the joint network's accuracy

@@ -18,6 +18,7 @@ from equivtest.sampling import GaussianNeighbourhood, GridPoints, Sampler
 from ..zoo.one_d import one_d_networks
 
 NAME = "1d"
+TITLE = "Experiment 1: 1-1-1 vs. 1-8-8-8-1 tanh MLPs on f(x) = -x^2"
 THESIS = {"output_mse": {"a->b": 2.2e-8, "b->a": 1.3e-7}}
 # A's only hidden layer is 1 wide, below Whitney's 2d+1 = 3: reported, not asserted
 # (the thesis and Bertalan et al. use this pair because tanh(w x + b) is still injective).

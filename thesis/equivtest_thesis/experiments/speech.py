@@ -37,6 +37,7 @@ from equivtest.sampling import GaussianNeighbourhood
 from equivtest.outcome import ExperimentOutcome
 
 NAME = "speech"
+TITLE = "Experiment 3: Wav2Vec2 CTC vs. Speech2Text encoder-decoder recognisers, both directions"
 THESIS = {"a->b": 0.6971, "b->a": 0.8969}  # into Speech2Text2, into Wav2Vec2
 PROFILES = {
     # smoke: the whole suite in about a minute, on recognisers trained for 10 epochs (they barely

@@ -46,6 +46,7 @@ from .labels import majority_share, positive_rate
 from equivtest.outcome import ExperimentOutcome
 
 NAME = "speech-sentiment"
+TITLE = "Experiment 5: Wav2Vec2 CTC into an XLNet sentiment classifier, a speech sentiment network"
 THESIS = {"agreement": 0.654, "stitched_positive": 0.40, "target_positive": (0.05, 0.07)}
 PROFILES = {
     # smoke: the plumbing in about a minute (a recogniser trained for 10 epochs), not the figures

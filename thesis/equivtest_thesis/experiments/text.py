@@ -39,6 +39,7 @@ from .labels import majority_share, positive_rate
 from equivtest.outcome import ExperimentOutcome
 
 NAME = "text"
+TITLE = "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both directions"
 THESIS = {"agreement": {"into XLNet": 0.966, "into RoBERTa": 0.892}, "positive": {"XLNet": 0.068, "RoBERTa": 0.392}}
 PROFILES = {
     # CI: fewer samples and test sentences than the thesis (under 10 min on 2 cores, training included)

@@ -39,6 +39,7 @@ from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, Sampler
 from equivtest.outcome import ExperimentOutcome
 
 NAME = "vibration"
+TITLE = "Experiment 2: LSTM vs. Conv1d + transformer on CWRU bearing windows, slices p = 25, 10, 2, 1"
 WINDOW = 100
 SLICE_LENGTHS = (25, 10, 2, 1)
 DELTA = 0.005
