@@ -165,18 +165,3 @@ def test_tiny_benchmark_writes_the_json_structure(bench, tmp_path):
     assert math.isfinite(growth["exponent_kernel_dmaps"]) and math.isfinite(growth["exponent_kernel_matrix"])
 
     bench.render(result)  # the table renders from the same dict
-
-
-def test_slices_benchmark_fits_both_ways_alike():
-    # untrained networks of the vibration suite's shapes: the two ways must give the same fits
-    import torch
-
-    from equivtest.zoo.vibration import ConvTransformerNet, LstmNet
-
-    slices = load_bench("slices")
-    torch.manual_seed(0)
-    lstm, transformer = LstmNet().eval(), ConvTransformerNet().eval()
-    windows = np.random.default_rng(0).standard_normal((16, 100, 2)).astype(np.float32)
-    result = slices.measure(lstm, transformer, windows, samples=12, neighbourhood=8, repeats=1)
-    assert result["slice_lengths"] == [1, 2, 10, 25] and len(result["ratios"]) == 1
-    assert result["prediction_gap"] < 1e-9
