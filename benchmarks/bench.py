@@ -293,8 +293,8 @@ def kernel_agreement(x, factors, epsilon: float) -> dict:
 
 
 def bench_one_d(profile: Profile, pair=None) -> dict:
-    """All stages on experiment 1's networks (``equivtest.experiments.one_d``), both networks."""
-    from equivtest.experiments import one_d
+    """All stages on experiment 1's networks (``equivtest_thesis.experiments.one_d``, from the package equivtest-thesis), both networks."""
+    from equivtest_thesis.experiments import one_d
 
     if pair is None:
         log("1d: loading (or training) the networks of experiment 1")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from equivtest.engine import fit_pair, fit_slice_lengths
-from equivtest.experiments import vibration
+from equivtest_thesis.experiments import vibration
 
 SLICE_LENGTHS = (1, 2, 10, 25)
 

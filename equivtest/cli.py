@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import experiments
+from . import suites as installed_suites
 
 app = typer.Typer(help="Test whether two neural networks are equivalent.", no_args_is_help=True, add_completion=False)
 console = Console(log_path=False)
@@ -20,8 +20,12 @@ if not console.is_terminal:  # piped or captured: do not squeeze the table into 
 
 @app.command("list")
 def list_suites() -> None:
-    """List the suites that `equivtest run` knows, and how to run your own pair."""
-    for name, suite in experiments.SUITES.items():
+    """List the suites that `equivtest run` knows (installed packages' `equivtest.suites` entry points), and how to run your own pair."""
+    found = installed_suites.discover()
+    if not found:
+        console.print(f"no suites are installed; {escape(installed_suites.INSTALL_HINT)}")
+        return
+    for name, suite in found.items():
         console.print(f"[bold]{escape(name)}[/]  {escape(suite.title)}")
     console.print("\nyour own pair: declare it with @equivtest.pair(data=..., test_inputs=...) and run "
                   "`equivtest run path/to/file.py::pair_name` (or `module:pair_name`)", markup=False)
@@ -44,12 +48,12 @@ def run(
     if is_pair_target(suite):
         return _run_user_pair(suite, None if no_record else report_dir, null)
     try:
-        entry = experiments.get(suite)
-    except KeyError as exc:
+        entry = installed_suites.get(suite)
+    except installed_suites.SuiteNotFound as exc:
         console.print(f"[red]{escape(exc.args[0])}[/]")
         raise typer.Exit(2)
     overrides = {k: v for k, v in (("n_samples", samples), ("neighbourhood_size", neighbourhood), ("seed", seed)) if v is not None}
-    from .experiments.runner import run_suite
+    from .runner import run_suite
 
     with console.status(f"[bold]{escape(suite)}[/]: starting") as status:
         experiment = entry.load()

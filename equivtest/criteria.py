@@ -50,7 +50,7 @@ CRITERIA = {
     "weight_gromov_wasserstein": (False, "Gromov-Wasserstein discrepancy of the weights as 1-D point clouds"),
     "weight_bottleneck": (False, "bottleneck distance of the weight profiles' 0-dim persistence diagrams"),
     "jacobian_frobenius": (False, "RMS over inputs of ||J_a(x) - J_b(x)||_F, input Jacobians of the outputs"),
-    # the merge suite (equivtest.experiments.merge)
+    # the merge suite (equivtest_thesis.experiments.merge, package equivtest-thesis)
     "normalised_accuracy": (True, "accuracy on C1 u C2 of a merged network / that of the network trained on C1 u C2"),
     "merge_gain": (True, "accuracy on C1 u C2 of the merger's prediction minus that of plain weight averaging"),
 }

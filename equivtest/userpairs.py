@@ -100,7 +100,7 @@ def _import_file(path: Path):
 def run_pair(spec: PairSpec, *, report_dir=None, stage=None, null_shuffles: int = 0):
     """Fit, evaluate and (with ``report_dir``) record the pair; returns a suite-shaped outcome."""
     from .engine import FitConfig, fit
-    from .experiments.outcome import ExperimentOutcome
+    from .outcome import ExperimentOutcome
     from .pairs import NetworkPair
     from .record import write_run
 

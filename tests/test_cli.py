@@ -1,7 +1,9 @@
-"""The ``equivtest`` command (``equivtest.cli.app``), run in process with Typer's CliRunner.
+"""The ``equivtest`` command (``equivtest.cli.app``) apart from the thesis's suites, run in process with Typer's CliRunner.
 
-``equivtest run 1d`` trains the two networks of experiment 1 on first use and caches
-them under ``$EQUIVTEST_CACHE``; afterwards a run is about a second.
+``equivtest list`` and ``equivtest run NAME`` find suites through the entry-point group
+``equivtest.suites``; here the entry points are replaced by none, or by a tiny suite of
+this folder (``tests/_tiny_suite.py``), so these tests hold with or without the thesis's
+package installed. The thesis's 1d suite through the CLI: thesis/tests/test_cli_1d.py.
 """
 
 from __future__ import annotations
@@ -12,132 +14,38 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import equivtest
+import equivtest.suites
 from equivtest.cli import app
-from equivtest.experiments import SUITES, one_d
 
 runner = CliRunner()
 
 
-def criteria_rows(output: str, criterion: str) -> dict[str, str]:
-    """Table rows of ``criterion`` by direction (criterion and direction never wrap)."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.split("│")]
-        if len(cells) > 4 and cells[2] == criterion:
-            rows[cells[3]] = line
-    return rows
+def flat(text: str) -> str:
+    """The output with its line wrapping undone."""
+    return " ".join(text.split())
 
 
-@pytest.fixture(scope="module")
-def run_1d(tmp_path_factory):
-    """``equivtest run 1d --report-dir DIR`` once for the module: (result, DIR)."""
-    report_dir = tmp_path_factory.mktemp("cli-run") / "reports"
-    result = runner.invoke(app, ["run", "1d", "--report-dir", str(report_dir)])
-    return result, report_dir
+@pytest.fixture
+def no_suites(monkeypatch):
+    monkeypatch.setattr(equivtest.suites, "entry_points", lambda group: [])
 
 
-def test_list_names_the_1d_suite():
-    result = runner.invoke(app, ["list"])
-    assert result.exit_code == 0, result.output
-    assert re.search(r"^1d\s+Experiment 1", result.output, re.M), result.output
-    assert SUITES["1d"].title in result.output
-
-
-def test_run_1d_exits_0_and_prints_the_criteria(run_1d):
-    result, _ = run_1d
-    assert result.exit_code == 0, result.output
-    assert SUITES["1d"].title in result.output
-    output_rows = criteria_rows(result.output, "output_mse")
-    assert set(output_rows) == {"a->b", "b->a"}, result.output
-    assert all("pass" in row for row in output_rows.values())
-    assert set(criteria_rows(result.output, "activation_mse")) == {"a->b", "b->a"}
-    assert "FAIL" not in result.output
-    assert "timings:" in result.output
-    assert "record:" in result.output
-    assert "all criteria met" in result.output
-
-
-def test_run_1d_writes_a_record_that_meets_the_thesis_figures(run_1d):
-    result, report_dir = run_1d
-    assert result.exit_code == 0, result.output
-    folders = list(report_dir.iterdir())
-    assert len(folders) == 1 and folders[0].name.startswith("1d-"), folders
-    record = json.loads((folders[0] / "record.json").read_text())
-
-    assert record["schema"] == "equivtest.run" and record["schema_version"] == 1
-    assert record["suite"] == "1d"
-    assert record["pair"]["name"] == "1d"
-    assert record["pair"]["layers"]["a"]["path"] == "act1" and record["pair"]["layers"]["b"]["path"] == "act3"
-    assert record["fit"]["n_samples"] == 512 and record["fit"]["neighbourhood_size"] == 1024
-    assert record["result"]["passed"] is True
-
-    criteria = {(c["name"], c["direction"]): c for c in record["result"]["criteria"]}
-    assert criteria["output_mse", "a->b"]["value"] < 2.2e-8
-    assert criteria["output_mse", "b->a"]["value"] < 1.3e-7
-    # The thesis's figures are the asserted thresholds.
-    assert criteria["output_mse", "a->b"]["threshold"] == 2.2e-8
-    assert criteria["output_mse", "b->a"]["threshold"] == 1.3e-7
-    # A's one-wide layer is below Whitney's bound: reported, not asserted.
-    assert criteria["whitney", "a"]["threshold"] is None and criteria["whitney", "a"]["passed"] is None
-
-    assert record["artefacts"] == {"transformation": "transformation.npz", "plots": "plots.npz"}
-    loaded = equivtest.Transformation.load(folders[0] / "transformation.npz")
-    assert loaded.get_params()["n_eigenvectors"] == one_d.CONFIG.n_eigenvectors
-
-
-def test_run_unknown_suite_exits_2_listing_the_suites(tmp_path):
-    result = runner.invoke(app, ["run", "nosuch", "--report-dir", str(tmp_path / "reports")])
-    assert result.exit_code == 2, result.output
-    assert "no suite named 'nosuch'" in result.output
-    assert "available: 1d" in result.output
-    assert not (tmp_path / "reports").exists()
+@pytest.fixture
+def tiny_suite(monkeypatch):
+    eps = [EntryPoint("tiny", "tests._tiny_suite", equivtest.suites.GROUP)]
+    monkeypatch.setattr(equivtest.suites, "entry_points", lambda group: eps if group == equivtest.suites.GROUP else [])
 
 
 def test_run_unknown_suite_with_brackets_in_its_name(tmp_path):
     result = runner.invoke(app, ["run", "[/x]", "--report-dir", str(tmp_path / "reports")])
     assert result.exit_code == 2, result.output
     assert "no suite named '[/x]'" in result.output
-
-
-def test_no_record_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the default --report-dir is ./reports
-    result = runner.invoke(app, ["run", "1d", "--no-record"])
-    assert result.exit_code == 0, result.output
-    assert criteria_rows(result.output, "output_mse").keys() == {"a->b", "b->a"}
-    assert "record:" not in result.output
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_failing_run_exits_1_and_records_the_overrides(tmp_path):
-    # Far fewer samples than the suite's: the thesis's thresholds are missed.
-    report_dir = tmp_path / "reports"
-    result = runner.invoke(
-        app, ["run", "1d", "--report-dir", str(report_dir), "--samples", "32", "--neighbourhood", "64", "--seed", "3"]
-    )
-    assert result.exit_code == 1, result.output
-    assert re.search(r"\d+ criterion\(s\) failed", result.output), result.output
-    assert "FAIL" in result.output
-    (folder,) = report_dir.iterdir()
-    record = json.loads((folder / "record.json").read_text())
-    assert record["result"]["passed"] is False
-    assert record["fit"]["n_samples"] == 32 and record["fit"]["neighbourhood_size"] == 64
-    assert record["sampler"]["seed"] == 3
-
-
-def test_failing_run_with_no_record_writes_nothing(tmp_path):
-    report_dir = tmp_path / "reports"
-    result = runner.invoke(
-        app, ["run", "1d", "--no-record", "--report-dir", str(report_dir), "--samples", "32", "--neighbourhood", "64"]
-    )
-    assert result.exit_code == 1, result.output
-    assert not report_dir.exists()
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_console_script_help():
@@ -149,30 +57,67 @@ def test_console_script_help():
     assert re.search(r"\blist\b", done.stdout) and re.search(r"\brun\b", done.stdout), done.stdout
 
 
-def test_run_writes_an_html_report_and_report_rerenders_it(tmp_path):
-    reports = tmp_path / "reports"
-    result = runner.invoke(app, ["run", "1d", "--report-dir", str(reports)])
-    assert result.exit_code == 0, result.output
-    (folder,) = [p.parent for p in reports.glob("*/record.json")]
-    page = (folder / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and "output_mse" in page
-    (folder / "report.html").unlink()
-    again = runner.invoke(app, ["report", "--reports", str(reports)])  # the newest run
-    assert again.exit_code == 0, again.output
-    assert (folder / "report.html").exists()
-
-
-def test_report_compare_shows_the_change_between_two_runs(tmp_path):
-    reports = tmp_path / "reports"
-    for samples in ("256", "512"):
-        assert runner.invoke(app, ["run", "1d", "--report-dir", str(reports), "--samples", samples]).exit_code in (0, 1)
-    first, second = sorted(reports.glob("*/record.json"), key=lambda p: p.stat().st_mtime)
-    result = runner.invoke(app, ["report", "--compare", str(first.parent), "--compare", str(second.parent)])
-    assert result.exit_code == 0, result.output
-    assert "output_mse" in result.output and "%" in result.output
-    assert "better" in result.output or "worse" in result.output
-
-
 def test_report_on_a_folder_without_a_record_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no record.json" in result.output
+
+
+def test_list_without_suites_says_how_to_install_the_thesis_suites(no_suites):
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    assert "no suites are installed" in out
+    assert "equivtest-thesis" in out and "pip install -e ./thesis" in out, out
+
+
+def test_run_1d_without_the_thesis_exits_2_naming_the_package(no_suites, tmp_path):
+    result = runner.invoke(app, ["run", "1d", "--report-dir", str(tmp_path / "reports")])
+    assert result.exit_code == 2, result.output
+    out = flat(result.output)
+    assert "no suite named '1d'" in out
+    assert "equivtest-thesis" in out and "pip install -e ./thesis" in out, out
+    assert not (tmp_path / "reports").exists()
+
+
+def test_unknown_suite_lists_the_installed_ones_and_the_thesis_package(tiny_suite, tmp_path):
+    result = runner.invoke(app, ["run", "1d", "--report-dir", str(tmp_path / "reports")])
+    assert result.exit_code == 2, result.output
+    out = flat(result.output)
+    assert "no suite named '1d'; available: tiny" in out
+    assert "pip install -e ./thesis" in out, out
+
+
+def test_a_suite_from_an_entry_point_is_listed_and_run(tiny_suite, tmp_path):
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    assert re.search(r"^tiny\s+Tiny: a tanh MLP vs\. a neuron permutation of it$", listed.output, re.M), listed.output
+
+    reports = tmp_path / "reports"
+    result = runner.invoke(app, ["run", "tiny", "--report-dir", str(reports)])
+    assert result.exit_code == 0, result.output
+    assert "Tiny: a tanh MLP vs. a neuron permutation of it" in result.output
+    assert "all criteria met" in result.output
+    (record,) = reports.glob("*/record.json")
+    data = json.loads(record.read_text())
+    assert data["suite"] == "tiny" and data["result"]["passed"] is True
+
+
+def test_a_suite_whose_module_names_another_suite_is_refused(monkeypatch):
+    eps = [EntryPoint("other", "tests._tiny_suite", equivtest.suites.GROUP)]
+    monkeypatch.setattr(equivtest.suites, "entry_points", lambda group: eps)
+    with pytest.raises(ValueError, match="whose NAME is 'tiny'"):
+        equivtest.suites.get("other").load()
+
+
+def test_listing_the_suites_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from equivtest.cli import app\n"
+        "result = CliRunner().invoke(app, ['list'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('torch', 'datafold', 'scipy') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

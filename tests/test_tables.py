@@ -8,8 +8,8 @@ from rich.console import Console
 
 from equivtest.criteria import EquivalenceResult, criterion
 from equivtest.errors import EquivtestError
-from equivtest.experiments.outcome import ExperimentOutcome
-from equivtest.experiments.runner import run_suite
+from equivtest.outcome import ExperimentOutcome
+from equivtest.runner import run_suite
 from equivtest.report.tables import ResultTable
 
 

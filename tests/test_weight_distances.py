@@ -411,3 +411,14 @@ def test_weight_criteria_are_registered_and_assertable():
         W.weight_criteria(net, near, measures=["weight_l7"])
     with pytest.raises(WeightSpaceError, match="needs inputs"):
         W.weight_criteria(net, near, measures=["jacobian_frobenius"])
+
+
+@pytest.mark.parametrize("module, distance", [
+    ("ot", lambda a, b: W.sinkhorn_w2(a, b)),
+    ("ot", lambda a, b: W.gromov_wasserstein(a, b)),
+    ("gudhi", lambda a, b: W.bottleneck(a, b)),
+])
+def test_a_missing_optional_dependency_names_the_weights_extra(monkeypatch, module, distance):
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'equivtest\[weights\]'"):
+        distance(np.arange(5.0), np.arange(5.0) + 1)

@@ -1,9 +1,11 @@
-"""Weight space: distances between flattened weight vectors, criteria, and the merger.
+"""Weight space: distances between flattened weight vectors and criteria.
 
 - :mod:`.flat`: a module's parameters as one vector with an index back to its layers;
 - :mod:`.distances`: the TransformerAE report's catalogue of weight-space distances;
-- :mod:`.criteria`: those distances as equivtest criteria for same-architecture pairs;
-- :mod:`.merger`: the report's double-encoder transformer autoencoder.
+- :mod:`.criteria`: those distances as equivtest criteria for same-architecture pairs.
+
+The report's double-encoder merger lives with the merge experiment, in the thesis's
+package (``equivtest_thesis.experiments.merge_model``).
 """
 
 from __future__ import annotations

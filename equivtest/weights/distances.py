@@ -21,17 +21,30 @@ Two kinds of measure, and when each is meaningful:
   two weight distributions look alike, not whether the networks compute alike.
 
 Gromov-Wasserstein and the bottleneck distance are computed with POT and GUDHI; both
-are imported when first used.
+are imported when first used and come with the extra ``pip install 'equivtest[weights]'``.
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
 
 from ._check import as_vector, paired, positive
 from .errors import WeightSpaceError
+
+
+def _optional(module: str, distribution: str):
+    """Import an optional dependency of the weight-space distances, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"this weight-space distance needs {distribution} (module {module!r}), which is not installed; "
+            "install the extra: pip install 'equivtest[weights]'"
+        ) from exc
+
 
 # ---------------------------------------------------------------------------- element-wise
 
@@ -259,7 +272,7 @@ def sinkhorn_w2(a, b, reg: float = 1e-3, max_points: int = 256, num_iter: int = 
     0.01, 0.027 at 1e-3, in units of their standard deviation). Compare
     values computed with the same ``reg`` only.
     """
-    import ot
+    ot = _optional("ot", "POT")
 
     reg = positive(reg, "reg")
     x, y = paired(a, b, "sinkhorn_w2", same_length=False)
@@ -297,7 +310,7 @@ def gromov_wasserstein(a, b, max_points: int = 256) -> float:
     scaling. The cost grows as N^3, so vectors longer than ``max_points`` are replaced by
     that many mid-quantiles first.
     """
-    import ot
+    ot = _optional("ot", "POT")
 
     x, y = paired(a, b, "gromov_wasserstein", same_length=False)
     x, y = _quantile_points(x, int(max_points)), _quantile_points(y, int(max_points))
@@ -321,7 +334,7 @@ def persistence_diagram(w, filtration: str = "sublevel") -> np.ndarray:
     maximum between them (the elder rule); the global minimum's component never dies
     (death ``inf``). ``"superlevel"`` does the same for ``-w``. Computed by GUDHI's
     cubical complex on the 1-D array. Returns an array ``(k, 2)`` of (birth, death)."""
-    import gudhi
+    gudhi = _optional("gudhi", "GUDHI")
 
     x = as_vector(w, "persistence_diagram: the vector")
     if filtration == "superlevel":
@@ -346,7 +359,7 @@ def bottleneck(a, b, filtration: str = "both") -> float:
     Depends on the parameter order (it is a profile along the index, not a multiset);
     vectors may differ in length.
     """
-    import gudhi
+    gudhi = _optional("gudhi", "GUDHI")
 
     if filtration == "both":
         return max(bottleneck(a, b, "sublevel"), bottleneck(a, b, "superlevel"))

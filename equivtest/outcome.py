@@ -1,0 +1,31 @@
+"""What a suite run produces, whatever the number of fits it makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .criteria import EquivalenceResult
+from .report.tables import ResultTable
+
+
+@dataclass
+class ExperimentOutcome:
+    """Every fit's criteria, the suite's own tables, the records written and where time went.
+
+    A suite that makes one fit gets this from :func:`equivtest.runner.run_suite`;
+    a suite with several fits (slice lengths, directions, held-out pairs) builds it in its
+    own ``run()``.
+    """
+
+    results: list[EquivalenceResult]
+    tables: list[ResultTable] = field(default_factory=list)
+    records: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def failures(self) -> list[str]:
+        return [f"{r.pair}: {c.describe_failure()}" for r in self.results for c in r.failures()]
