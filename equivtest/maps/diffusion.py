@@ -44,8 +44,10 @@ class DiffusionMap(Rung):
         return {"eigenvalues_source": [float(v) for v in eig]}
 
     def save(self, path):
+        from ..persist import save_transformation
+
         self._check_fitted()
-        return self.transformation_.save(path)
+        return save_transformation(self.transformation_, path)
 
     @classmethod
     def from_transformation_file(cls, path) -> "DiffusionMap":
