@@ -149,16 +149,17 @@ def minilm_pairs(n_sentences: int) -> dict:
 
 def _report(variant, verdict):
     for row in verdict.rows:
-        if row.passed or row.rung in ("affine", "nonlinear"):
+        if row.heldout_rel_error is not None and (row.passed or row.rung in ("affine", "nonlinear")):
             print(f"{variant:15s} {row.direction} {row.rung:12s} heldout_rel_error={row.heldout_rel_error:.3g} "
                   f"null_ratio={row.null_ratio:.3g} passed={row.passed}")
     print(f"{variant:15s} -> {verdict.text}")
 
 
-def check_minilm_verdicts(n_sentences: int):
+def check_minilm_verdicts(n_sentences: int, rungs=LADDER):
     pairs = minilm_pairs(n_sentences)
+    print(f"\n{n_sentences} sentences, {len(pairs['self'][0])} token rows; ladder {list(rungs)}")
     for variant, (a, b, groups, diff) in pairs.items():
-        verdict = decide(a, b, groups)
+        verdict = decide(a, b, groups, rungs=rungs)
         _report(variant, verdict)
         if variant in EXPECTED:
             if variant != "self":
@@ -178,7 +179,9 @@ def check_minilm_verdicts(n_sentences: int):
 
 
 def test_minilm_verdicts_on_few_sentences():
-    check_minilm_verdicts(60)
+    """40 sentences and the ladder up to the affine map (the nonlinear rung's kernel fits are the slow
+    part); the slow test below runs the whole ladder on 300."""
+    check_minilm_verdicts(40, rungs=LADDER[: LADDER.index("affine") + 1])
 
 
 @pytest.mark.slow
