@@ -215,3 +215,18 @@ def test_diffusion_rung_wraps_the_transformation_and_needs_neighbourhoods(tmp_pa
     loaded = load_map(rung.save(tmp_path / "dm.npz"))
     assert isinstance(loaded, DiffusionMap)
     np.testing.assert_allclose(loaded.predict(x[1::2]), rung.predict(x[1::2]), rtol=0, atol=1e-12)
+
+
+def test_the_benchmark_runs_on_tiny_rows_and_every_map_recovers_its_target():
+    """``benchmarks/maps.py`` end to end on 300 x 8 rows (no timing asserted: timings depend on the machine)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "maps.py"
+    spec = importlib.util.spec_from_file_location("equivtest_benchmark_maps", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run(300, 8, repeats=1, nonlinear=False)
+    assert [r["map"] for r in result["results"]][:4] == ["identity", "permutation", "orthogonal", "diagonal"]
+    assert all(r["fit_rel_error"] < 1e-6 and r["ratio"] > 0 for r in result["results"])
+    assert "| identity |" in bench.render(result)

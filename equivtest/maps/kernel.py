@@ -13,7 +13,6 @@ and width for n rows and m landmarks (the landmarks keep it tractable for large 
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from ._base import Rung
 from .affine import DEFAULT_ALPHAS, Affine, RidgeSolver, cross_validate_ridge
@@ -52,11 +51,13 @@ class Nonlinear(Rung):
         pairs = rng.integers(0, len(z), size=(2, min(2000, len(z))))
         d2 = np.sum((z[pairs[0]] - z[pairs[1]]) ** 2, axis=1)
         unit = 1.0 / max(float(np.median(d2[d2 > 0])) if np.any(d2 > 0) else 1.0, np.finfo(float).tiny)
+        d2_rows = _sq_distances(z, self.landmarks_)  # once for every kernel width
+        d2_landmarks = _sq_distances(self.landmarks_, self.landmarks_)
         best = None
         for g in self.gammas:
             gamma = float(g) * unit
-            projection = self._projection(gamma)
-            feats = self._features(z, gamma, projection)
+            projection = _projection(np.exp(-gamma * d2_landmarks))
+            feats = np.exp(-gamma * d2_rows) @ projection
             alpha, errors = cross_validate_ridge(feats, residual, groups, list(self.alphas), self.cv, "nonlinear map")
             score = float(np.min(errors))
             if best is None or score < best[0]:
@@ -64,18 +65,10 @@ class Nonlinear(Rung):
         _, self.gamma_, self.kernel_alpha_, self.projection_, feats = best
         self.kernel_coef_, self.kernel_intercept_ = RidgeSolver(feats, residual).coef(self.kernel_alpha_)
 
-    def _projection(self, gamma: float) -> np.ndarray:
-        k = np.exp(-gamma * cdist(self.landmarks_, self.landmarks_, "sqeuclidean"))
-        s, u = np.linalg.eigh(k)
-        keep = s > EIGEN_CUTOFF * s[-1]
-        return u[:, keep] / np.sqrt(s[keep])
-
-    def _features(self, z, gamma, projection):
-        return np.exp(-gamma * cdist(z, self.landmarks_, "sqeuclidean")) @ projection
-
     def _predict(self, x):
         z = (x - self.centre_) / self.scaling_
-        kernel = self._features(z, self.gamma_, self.projection_) @ self.kernel_coef_ + self.kernel_intercept_
+        feats = np.exp(-self.gamma_ * _sq_distances(z, self.landmarks_)) @ self.projection_
+        kernel = feats @ self.kernel_coef_ + self.kernel_intercept_
         return x @ self.coef_ + self.intercept_ + kernel
 
     def diagnostics(self) -> dict:
@@ -83,3 +76,16 @@ class Nonlinear(Rung):
         return {"alpha": self.alpha_, "ridge_condition": self.condition_, "rows": self.n_rows_,
                 "features": self.n_features_in_, "gamma": self.gamma_, "kernel_alpha": self.kernel_alpha_,
                 "landmarks": len(self.landmarks_)}
+
+
+def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``a`` and ``b`` (one matrix product; clipped at 0)."""
+    d2 = np.sum(a**2, axis=1)[:, None] + np.sum(b**2, axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d2, 0.0)
+
+
+def _projection(k: np.ndarray) -> np.ndarray:
+    """Nyström whitening of the landmarks' kernel matrix: ``U S^-1/2`` over the eigenvalues kept."""
+    s, u = np.linalg.eigh(k)
+    keep = s > EIGEN_CUTOFF * s[-1]
+    return u[:, keep] / np.sqrt(s[keep])
