@@ -9,8 +9,7 @@ writes the Transformation's own file; :func:`~equivtest.maps.load_map` reads it 
 from __future__ import annotations
 
 from ..errors import FitConfigError
-from ._base import check_rows
-from ._base import Rung
+from ._base import Rung, check_rows
 
 
 class DiffusionMap(Rung):
