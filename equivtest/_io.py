@@ -107,7 +107,7 @@ class NpzRefused(ValueError):
 def read_npz(handle, allowed) -> dict[str, np.ndarray]:
     """Arrays of the npz in the binary file ``handle``, checked before any data is read.
 
-    ``allowed(name)`` gives the dtype an array ``name`` must have, or ``None`` if no
+    ``allowed(name)`` gives the dtype (or a tuple of dtypes) an array ``name`` may have, or ``None`` if no
     such array may be in the file. From the zip directory alone: every member is a
     ``.npy`` named once, allowed, and the declared sizes keep within the cap above.
     From each member's .npy header (at most NPZ_MAX_HEADER bytes): its dtype is the
@@ -142,18 +142,20 @@ def read_npz(handle, allowed) -> dict[str, np.ndarray]:
             out = {}
             for info in infos:
                 stem = info.filename.removesuffix(".npy")
-                dtype = np.dtype(allowed(stem))
+                want = allowed(stem)
+                accepted = tuple(np.dtype(d) for d in (want if isinstance(want, tuple) else (want,)))
                 with archive.open(info) as member:
                     version = fmt.read_magic(member)
                     if version not in ((1, 0), (2, 0)):
                         raise NpzRefused(f"array {stem!r} has .npy format version {version}")
                     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                     shape, _, found = read_header(member, max_header_size=NPZ_MAX_HEADER)
-                    if found.hasobject or found != dtype:
+                    if found.hasobject or found not in accepted:
                         raise NpzRefused(
-                            f"array {stem!r} is {found}, not {dtype} as written, so it cannot match its checksum"
+                            f"array {stem!r} is {found}, not {' or '.join(map(str, accepted))} as written, "
+                            "so it cannot match its checksum"
                         )
-                    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    size = int(np.prod(shape, dtype=np.int64)) * found.itemsize
                     if member.tell() + size != info.file_size:
                         raise NpzRefused(f"array {stem!r} declares shape {shape}, which does not fill its member")
                 with archive.open(info) as member:

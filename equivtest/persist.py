@@ -1,4 +1,4 @@
-"""Saving and loading a fitted Transformation: npz arrays plus a JSON header, no pickle.
+"""Saving and loading fitted estimators: npz arrays plus a JSON header, no pickle.
 
 One ``.npz`` file holds the arrays that determine the fit and a JSON header (stored
 as bytes under ``__meta__``) with the format version, the parameters and a SHA-256
@@ -41,6 +41,71 @@ def _header_digest(meta: dict) -> str:
     """Checksum of the header fields that change predictions (arrays have their own)."""
     fields = {"params": meta["params"], "epsilon": meta["epsilon"]}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def write_checked_npz(path, header: dict, arrays: dict, checked_fields) -> Path:
+    """Write ``arrays`` and the JSON ``header`` (which must hold ``format`` and ``format_version``)
+    atomically, with a checksum of every array and of the header's ``checked_fields``, and an
+    HMAC when ``EQUIVTEST_HMAC_KEY`` is set. Any estimator saves through this (the maps of
+    :mod:`equivtest.maps`); a Transformation has its own, older layout below."""
+    meta = {**header, "sha256": {k: _digest(v) for k, v in arrays.items()}}
+    meta["header_sha256"] = _fields_digest(json.loads(json.dumps(meta)), checked_fields)
+    signature = sign(json.loads(json.dumps(meta)))
+    if signature is not None:
+        meta["hmac_sha256"] = signature
+    buffer = io.BytesIO()
+    np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_checked_npz(path, formats: dict, what: str, fix: str, checked_fields, dtypes) -> tuple[dict, dict]:
+    """Read and check a file written by :func:`write_checked_npz`: ``(header, arrays)``.
+
+    ``formats`` maps each accepted format name to the version this equivtest reads;
+    ``checked_fields(header)`` names the header fields whose checksum is verified;
+    ``dtypes(name)`` the dtype array ``name`` must have (``None``: not allowed). The zip
+    directory and .npy headers are checked before any data is read (:func:`read_npz`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TransformFileError(f"no saved {what} at {path}")
+    try:
+        with open(path, "rb") as handle:
+            contents = read_npz(handle, lambda name: np.uint8 if name == "__meta__" else dtypes(name))
+    except (OSError, NpzRefused) as exc:
+        raise TransformFileError(f"{path} is not a readable {what} file ({exc}); {fix}") from None
+    try:
+        meta = json.loads(bytes(contents.pop("__meta__")).decode())
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TransformFileError(f"{path} has no valid header ({exc}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise TransformFileError(f"{path} has no valid header (not a JSON object); {fix}")
+    if meta.get("format") not in formats:
+        raise TransformFileError(f"{path} is not an equivtest {what} (format {meta.get('format')!r})")
+    version = formats[meta["format"]]
+    if meta.get("format_version") != version:
+        raise TransformFileError(f"{path} has format version {meta.get('format_version')!r}; this equivtest reads "
+                                 f"version {version}. {fix}")
+    expected = meta.get("sha256", {})
+    if not isinstance(expected, dict) or set(expected) != set(contents):
+        raise TransformFileError(f"{path} holds arrays {sorted(contents)} but its header lists {sorted(expected)}; {fix}")
+    for name, array in contents.items():
+        if _digest(array) != expected[name]:
+            raise TransformFileError(f"array {name!r} in {path} does not match its checksum: the file was altered; {fix}")
+    try:
+        if meta.get("header_sha256") != _fields_digest(meta, checked_fields(meta)):
+            raise TransformFileError(f"the parameters in the header of {path} do not match their checksum: "
+                                     f"the file was edited; {fix}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TransformFileError(f"{path} has an incomplete header ({exc!r}); {fix}") from None
+    problem = signature_problem({k: v for k, v in meta.items() if k != "hmac_sha256"}, meta.get("hmac_sha256"))
+    if problem:
+        raise TransformFileError(f"{path} is refused: {problem}. Refit and save it with the key set, if you trust it")
+    return meta, contents
+
+
+def _fields_digest(meta: dict, fields) -> str:
+    return hashlib.sha256(json.dumps({k: meta[k] for k in fields}, sort_keys=True).encode()).hexdigest()
 
 
 def save_transformation(transformation, path) -> Path:

