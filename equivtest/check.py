@@ -1,7 +1,7 @@
 """A verdict on a pair: the ladder of maps on paired rows of many inputs, with the stitched
 network scored through the pair's own pairing.
 
-``verdict(pair, inputs)`` captures both networks' rows of ``inputs`` (every row of every
+``ladder_verdict(pair, inputs)`` captures both networks' rows of ``inputs`` (every row of every
 input: positions of a sentence, slices of a sequence, whole samples), pairs them through
 the pair's pairing, and hands them to :func:`equivtest.verdict.decide`, which splits them
 by input, fits each rung of the ladder rigid first in both directions, and checks it on
@@ -23,7 +23,7 @@ from .pairing import TestRows
 from .pairs import NetworkPair
 
 
-def verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, thresholds=None, heldout: float = 0.25,
+def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, thresholds=None, heldout: float = 0.25,
             seed: int = 0, null_repeats: int = 1, stitched: bool = True, neighbourhoods=None, stage=None):
     """The :class:`~equivtest.verdict.Verdict` of ``pair`` on ``inputs`` (of A's domain).
 
@@ -108,3 +108,23 @@ def _score(pair: NetworkPair, stitched, own, target: str) -> float:
     mine, theirs = net.answers(stitched, pair.task), net.answers(own, pair.task)
     same = [(x == y) and not (isinstance(x, (int, np.integer)) and x < 0) for x, y in zip(mine, theirs)]
     return float(np.mean(same)) if same else float("nan")
+
+
+def verdict_table(verdict, title: str | None = None):
+    """The verdict as a :class:`~equivtest.report.tables.ResultTable`: one row per rung tried in
+    each direction, with its held-out error, null, positive control and stitched score, so the
+    terminal, the JSON record and the HTML page show the ladder the same way."""
+    from .report.tables import ResultTable
+
+    table = ResultTable(
+        title or f"Ladder of maps: {verdict.text}",
+        ["direction", "rung", "held-out rel. error", "null rel. error", "null ratio", "control rel. error",
+         "stitched", "passed", "reason"],
+        notes=("rel. error: held-out MSE over the target's variance (1 - R^2); null: the same rung on re-paired rows; "
+               "control: the source against itself through the same rung; stitched: the stitched network's agreement "
+               "(classification) or output R^2 (regression) on the held-out inputs"),
+    )
+    for r in verdict.rows:
+        table.add_row(r.direction, r.rung, r.heldout_rel_error, r.null_rel_error, r.null_ratio, r.control_rel_error,
+                      r.stitched, "yes" if r.passed else ("undecidable" if not r.decidable else "no"), r.reason)
+    return table

@@ -80,6 +80,7 @@ class EquivtestSession:
     from_workers: list = field(default_factory=list)  # results reported by pytest-xdist workers
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
+    verdicts: list = field(default_factory=list)  # (pair name, Verdict) from equivtest_verdict
 
     @property
     def results(self) -> list:
@@ -210,6 +211,29 @@ def equivtest_fit(request) -> FitCache:
     return FitCache(request.config.stash[_KEY])
 
 
+@pytest.fixture(scope="session")
+def equivtest_verdict(request):
+    """The ladder's verdict on a pair: ``equivtest_verdict(pair, inputs, **options)`` (see
+    :func:`equivtest.ladder_verdict`); computed once per session for one pair, input content
+    and options, and listed in the end-of-session summary. Assert with
+    ``verdict.assert_equivalent(up_to="affine")``."""
+    session = request.config.stash[_KEY]
+    cache: dict = {}
+
+    def verdict(pair, inputs, **options):
+        from .check import ladder_verdict
+        from .pairing import content_digest
+
+        key = (id(pair), content_digest(list(inputs) if not hasattr(inputs, "shape") else inputs),
+               content_digest(options))
+        if key not in cache:
+            cache[key] = (pair, ladder_verdict(pair, inputs, **options))
+            session.verdicts.append((pair.name, cache[key][1]))
+        return cache[key][1]
+
+    return verdict
+
+
 class BaselineCheck:
     """Callable returned by ``equivtest_baseline``: ``check(fitted, result, tolerances=..., name=...)``.
 
@@ -325,7 +349,7 @@ def pytest_testnodedown(node, error):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = config.stash.get(_KEY, None)
-    if session is None or not session.results or config.getoption("equivtest_no_summary"):
+    if session is None or not (session.results or session.verdicts) or config.getoption("equivtest_no_summary"):
         return
     from rich.console import Console
 
@@ -334,7 +358,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     buffer = io.StringIO()
     width = getattr(terminalreporter, "_tw", None)
     console = Console(file=buffer, width=max(100, width.fullwidth if width else 120), force_terminal=terminalreporter.hasmarkup)
-    console.print(criteria_table(session.results, "equivtest: equivalence criteria"))
+    if session.results:
+        console.print(criteria_table(session.results, "equivtest: equivalence criteria"))
+    from .check import verdict_table
+
+    for name, verdict in session.verdicts:
+        console.print(verdict_table(verdict, f"equivtest: {name}: {verdict.text}").to_rich())
     terminalreporter.section("equivtest")
     terminalreporter.write(buffer.getvalue())
     for path in session.records:

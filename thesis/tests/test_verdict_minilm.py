@@ -137,8 +137,8 @@ def minilm_pairs(n_sentences: int) -> tuple[dict, object, tuple]:
     """(variant -> Pair, tokenizer, sentences)."""
     from transformers import BertModel
 
-    from equivtest.zoo.text import minilm_dir, minilm_tokenizer
-    from equivtest.zoo.text_data import polarity_splits
+    from equivtest_thesis.zoo.text import minilm_dir, minilm_tokenizer
+    from equivtest_thesis.zoo.text_data import polarity_splits
 
     torch.manual_seed(0)
     base = BertModel.from_pretrained(str(minilm_dir())).eval()
@@ -237,3 +237,54 @@ def test_minilm_verdicts_on_few_sentences():
 def test_minilm_verdicts_on_300_sentences():
     pairs = check_minilm_verdicts(300)
     assert len(pairs["self"].a) > 3000  # token rows, not sentences
+
+
+# -- the same verdicts through equivtest's one path: NetworkPair of HFNetworks, ladder_verdict ------
+def _head(seed: int = 0, classes: int = 10, width: int = 384):
+    """A fixed 10-class linear head on the mean-pooled output (the issue's downstream task)."""
+    weight = torch.randn(width, classes, generator=torch.Generator().manual_seed(seed))
+
+    def predict(model, kwargs):
+        hidden = model(**kwargs).last_hidden_state  # (1, T, 384)
+        logits = hidden.mean(dim=1) @ weight
+        return -1 if not bool(torch.isfinite(logits).all()) else int(logits.argmax(-1)[0])
+
+    return predict
+
+
+@pytest.mark.slow
+def test_minilm_verdicts_through_the_one_path_with_stitched_agreement():
+    """HFNetworks on the real MiniLM and its variants, rows paired by Positions, the stitched
+    network's *agreement* of a fixed 10-class head scored through the pairing's own stitching."""
+    import equivtest
+    from equivtest.adapters.hf import HFNetwork, Positions
+
+    pairs, tokenizer, sentences = minilm_pairs(40)
+    rungs = LADDER[: LADDER.index("affine") + 1]
+    head = _head()
+    for variant in ("self", "permuted_ffn", "rescaled_value", "rotated_value", "zeroed_value"):
+        pair = pairs[variant]
+        nets = [HFNetwork(m, pair.layer, "text", tokenizer=tokenizer, predict=head, name=n)
+                for m, n in ((pair.model_a, "minilm"), (pair.model_b, variant))]
+        verdict = equivtest.ladder_verdict(
+            equivtest.NetworkPair(*nets, name=variant, names=("minilm", variant), pairing=Positions(align="trim")),
+            list(sentences), rungs=rungs)
+        _report(variant, verdict)
+        if variant == "zeroed_value":
+            assert verdict.kind == "a_to_b", verdict.text
+            assert verdict.direction("b->a").status == "failed"
+            continue
+        assert verdict.kind == "equivalent" and verdict.up_to == EXPECTED[variant], (variant, verdict.text)
+        for direction in ("a->b", "b->a"):
+            row = verdict.row(direction, EXPECTED[variant])
+            assert row.heldout_rel_error <= 1e-3 and row.null_ratio > 100, (variant, row)
+            assert row.stitched >= 0.99, (variant, row)  # agreement of the head's answers on held-out sentences
+    # a shuffled pairing: B reads another sentence than A (a domain map that re-pairs the inputs)
+    order = np.random.default_rng(7).permutation(len(sentences))
+    other = {s: sentences[j] for s, j in zip(sentences, order)}
+    net = HFNetwork(pairs["self"].model_a, pairs["self"].layer, "text", tokenizer=tokenizer, predict=head)
+    shuffled = equivtest.NetworkPair(net, net, name="shuffled", names=("minilm", "minilm-shuffled"),
+                                     domain_map=other.__getitem__, pairing=Positions(align="trim"))
+    verdict = equivtest.ladder_verdict(shuffled, list(sentences), rungs=rungs)
+    _report("shuffled (1 path)", verdict)
+    assert verdict.kind == "not_equivalent", verdict.text
