@@ -27,6 +27,8 @@ def _cell(value, digits: int = 4) -> str:
         value = float(value)
         if math.isnan(value):
             return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
         if value == int(value) and abs(value) < 1e9:
             return str(int(value))
         return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
