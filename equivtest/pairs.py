@@ -11,7 +11,8 @@ from .networks import TASKS, TorchNetwork
 
 
 def _is_hf(net) -> bool:
-    return type(net).__name__ == "HFNetwork" and type(net).__module__.startswith("equivtest.adapters.hf")
+    """An :class:`equivtest.adapters.hf.HFNetwork` (or a subclass), known without importing transformers."""
+    return any(c.__name__ == "HFNetwork" and c.__module__ == "equivtest.adapters.hf.network" for c in type(net).__mro__)
 
 
 @dataclass

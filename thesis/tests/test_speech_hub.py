@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from equivtest import FitConfig, GaussianNeighbourhood
-from equivtest.adapters.hf import HFSampling, fit_hf
+from equivtest.adapters.hf import HFSampling, answers_by_direction, fit_hf
 from equivtest.errors import EquivtestError
 from equivtest_thesis.experiments import speech, speech_sentiment
 from equivtest_thesis.zoo.speech_hub import encoder_decoder_network
@@ -66,7 +66,7 @@ def test_speech_hub_source_loads_directories_in_place_of_ids_and_fits(hub_dirs):
     assert {c.direction for c in result.criteria if c.name == "word_agreement"} == {"a->b", "b->a"}
     assert np.isfinite(result.value("activation_mse", "a->b"))
     # the CTC tokenizer saved beside the model decodes its transcripts
-    assert all(isinstance(t, str) for t in fitted.test_answers["b->a"]["own"])
+    assert all(isinstance(t, str) for t in answers_by_direction(result)["b->a"]["own"])
 
 
 def test_speech_hub_accepts_a_speech_encoder_decoder_directory(hub_dirs):

@@ -208,8 +208,8 @@ def run(
         fit_rows = {}
         for target in NAMES:
             side, direction = ("a", "b->a") if target == NAMES[0] else ("b", "a->b")
-            own = fitted.test_outputs[side].argmax(axis=1)
-            stitched = fitted.test_stitched[direction].argmax(axis=1)
+            own = np.asarray(result.arrays.outputs[side]).argmax(axis=1)
+            stitched = np.asarray(result.arrays.stitched[direction]).argmax(axis=1)
             own_scores[target] = mine = classification_scores(own, test_y)
             stitched_scores[target][p] = scores = {**classification_scores(stitched, test_y),
                                                    "agreement": float(np.mean(stitched == own))}
