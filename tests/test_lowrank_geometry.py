@@ -1,7 +1,8 @@
-"""Precision factors from the thin SVD of each neighbourhood (issue "Real widths", part 1 and 4).
+"""Low-rank precision factors of each neighbourhood (issue "Real widths", parts 1 and 4).
 
 Where a layer is at least as wide as the neighbourhood (F >= M) the factors come from the
-centred M x F activations, never from an F x F covariance. Every test here compares them
+thin SVD of the centred M x F activations (through their M x M Gram matrix), never from
+an F x F covariance. Every test here compares them
 with the dense path (``precision_factors(neighbourhood_covariances(nb))``), which is the
 definition, written out in ``test_geometry.py`` against numpy's pinv and a double loop.
 """
@@ -88,7 +89,7 @@ def dense_factors(nb, rcond=DEFAULT_RCOND, ridge=0.0):
     chunk=st.sampled_from([1, 3, 4096]),
 )
 def test_wide_layers_give_todays_precisions_and_distances(seed, m, extra, truncate, rcond, ridge, chunk):
-    # F >= M: the SVD path. The same truncated precisions (the ridge relative to the same
+    # F >= M: the low-rank path. The same truncated precisions (the ridge relative to the same
     # median variance) and the same distances as the dense path and the definition, at 1e-10.
     f = m + extra
     ranks = np.random.default_rng(seed).integers(1, m, size=15) if truncate else np.full(15, m - 1)
@@ -129,24 +130,24 @@ def test_wide_badly_conditioned_layers_truncate_as_numpy_pinv(seed, m, f):
     rcond=st.sampled_from([0.0, DEFAULT_RCOND, 1e-3]),
     ridge=st.sampled_from([0.0, 0.5]),
 )
-def test_svd_and_covariance_routes_agree_where_the_layer_is_narrow(seed, f, extra, rcond, ridge):
-    # F < M: the CPU takes the covariance's eigendecomposition (today's computation), a
-    # device the SVD. Both give the same factors, so which one runs does not matter.
+def test_cpu_and_torch_routes_agree_where_the_layer_is_narrow(seed, f, extra, rcond, ridge):
+    # F < M: the CPU takes numpy's eigendecomposition of the covariance (today's
+    # computation), a device torch's. Both give the same factors and the definition's.
     m = f + extra
     x, nb, parts = prescribed(seed, 12, m, f, np.full(12, f))  # rcond 0: keep all, so no 1e-7 directions
     by_cov = neighbourhood_spectra(nb)
-    by_svd = covariance._svd_spectra(nb, torch.device("cpu"))
-    assert by_svd[0].shape == by_cov[0].shape == (12, f)
-    np.testing.assert_allclose(by_svd[0], by_cov[0], rtol=1e-12)
-    np.testing.assert_allclose(by_svd[2], by_cov[2], rtol=1e-12)
-    # through the factors: the covariance route is the dense path itself, and the SVD's agree
+    by_torch = covariance._gram_spectra(nb, torch.device("cpu"))
+    assert by_torch[0].shape == by_cov[0].shape == (12, f)
+    np.testing.assert_allclose(by_torch[0], by_cov[0], rtol=1e-12)
+    np.testing.assert_allclose(by_torch[2], by_cov[2], rtol=1e-12)
+    # through the factors: the CPU route is the dense path itself, and torch's agrees
     low = neighbourhood_precision_factors(nb, rcond, ridge=ridge)
     dense, absolute = dense_factors(nb, rcond, ridge)
     assert np.array_equal(low, dense)
-    evals, evecs, _ = by_svd
-    via_svd = covariance._scaled(evals, evecs, covariance._kept(evals, rcond), absolute)
-    assert normwise(pseudo_inverses(via_svd), pseudo_inverses(low)) < 1e-10
-    assert normwise(pseudo_inverses(via_svd), precision_by_definition(parts, absolute)) < 1e-10
+    evals, evecs, _ = by_torch
+    via_torch = covariance._scaled(evals, evecs, covariance._kept(evals, rcond), absolute)
+    assert normwise(pseudo_inverses(via_torch), pseudo_inverses(low)) < 1e-10
+    assert normwise(pseudo_inverses(via_torch), precision_by_definition(parts, absolute)) < 1e-10
 
 
 def test_the_ridge_leaves_directions_outside_the_neighbourhood_at_zero_precision():
@@ -199,7 +200,7 @@ def test_a_constant_wide_neighbourhood_is_refused_naming_its_sample(value):
         neighbourhood_precision_factors(nb, chunk=4)  # sample 7 is the 4th of the second chunk
 
 
-def test_a_neighbourhood_of_one_point_is_refused_on_the_svd_path():
+def test_a_neighbourhood_of_one_point_is_refused_on_the_low_rank_path():
     with pytest.raises(FitConfigError, match="at least 2"):
         neighbourhood_precision_factors(np.ones((3, 1, 10)))
 

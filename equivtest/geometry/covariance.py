@@ -141,13 +141,20 @@ def neighbourhood_spectra(neighbourhood_activations, device=None) -> tuple[np.nd
     Returns ``evals`` ``(n, K)`` (ascending), ``evecs`` ``(n, F, K)`` (orthonormal columns)
     and ``variances`` ``(n,)`` (``trace(C_i) / F``), with ``K = min(M - 1, F)``: the centred
     ``M x F`` activations ``X_i`` have rank at most ``M - 1``, so ``C_i = X_i^T X_i / (M - 1)``
-    has at most that many nonzero eigenvalues, ``s^2 / (M - 1)`` for the singular values
-    ``s`` of ``X_i``, with its right singular vectors as eigenvectors.
+    has at most that many nonzero eigenvalues: ``s^2 / (M - 1)`` for the singular values
+    ``s`` of ``X_i``, with its right singular vectors as eigenvectors (the thin SVD).
 
-    Where ``F >= M``, or on a torch ``device`` other than the CPU, they come from the thin
-    SVD of ``X_i`` (memory ``n F K``, time ``n M^2 F``; no ``F x F`` matrix). On the CPU with
-    ``F < M`` the ``F x F`` covariance is smaller than ``X_i``, and its eigendecomposition
-    gives the same pairs 2.5x faster (measured: 64 neighbourhoods of 1,024 x 400).
+    They come from the smaller of the two Gram matrices. Where ``F < M``, the ``F x F``
+    ``X_i^T X_i`` (the covariance, as ``precision_factors`` takes it; on the CPU exactly
+    today's computation). Where ``F >= M``, the ``M x M`` ``X_i X_i^T = V S^2 V^T``, and
+    the singular vectors ``X_i^T V S^-1``: memory ``n F K`` and time ``n M^2 F``, no
+    ``F x F`` matrix. Both square the condition number alike, so the eigenvalues carry
+    the same absolute error (about 1e-16 of the largest, 1e-10 relative at the default
+    cut-off) as the dense path's. LAPACK's SVD of ``X_i`` (``gesdd``) is more accurate for
+    small singular values but was 10x slower (500 neighbourhoods of 64 x 768, measured),
+    too slow for the widths this path is for.
+
+    ``device``: a torch device on which to compute (``None``: the CPU, in threads).
     """
     nb = _neighbourhoods(neighbourhood_activations)
     n, m, f = nb.shape
@@ -156,36 +163,44 @@ def neighbourhood_spectra(neighbourhood_activations, device=None) -> tuple[np.nd
         cov = neighbourhood_covariances(nb)
         evals, evecs = _batched_eigh(cov)
         return evals, evecs, np.trace(cov, axis1=1, axis2=2) / f
-    return _svd_spectra(nb, dev)
+    return _gram_spectra(nb, dev)
 
 
-def _svd_spectra(nb: np.ndarray, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gram_spectra(nb: np.ndarray, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``neighbourhood_spectra`` in torch on ``dev``, from the smaller Gram matrix of each neighbourhood."""
     n, m, f = nb.shape
     k = min(m - 1, f)
     evals, evecs, variances = np.empty((n, k)), np.empty((n, f, k)), np.empty(n)
+    tiny = np.finfo(np.float64).tiny
 
     def rows(first: int, last: int, block: int) -> None:
         for start in range(first, last, block):
             stop = min(last, start + block)
-            centred = _centred(as_tensor(nb[start:stop], device=dev))
-            _, s, vh = torch.linalg.svd(centred, full_matrices=False)  # descending
-            s2 = s[:, :k].flip(1).square_() / (m - 1)
-            evals[start:stop] = s2.cpu().numpy()
-            evecs[start:stop] = vh[:, :k].flip(1).transpose(1, 2).cpu().numpy()
-            variances[start:stop] = (centred.square().sum(dim=(1, 2)) / ((m - 1) * f)).cpu().numpy()
+            x = _centred(as_tensor(nb[start:stop], device=dev))
+            if f < m:
+                values, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
+            else:
+                values, v = torch.linalg.eigh(x @ x.transpose(1, 2))
+                values, v = values[:, -k:], v[:, :, -k:]  # the M-th is 0: centring removed it
+                # X^T v / s; rounding leaves 0 (or below) where s is 0: a zero column, never kept
+                inverse = torch.where(values > tiny, values.clamp(min=tiny).rsqrt(), 0.0)
+                vectors = (x.transpose(1, 2) @ v) * inverse[:, None, :]
+            evals[start:stop] = (values / (m - 1)).cpu().numpy()
+            evecs[start:stop] = vectors.cpu().numpy()
+            variances[start:stop] = (x.square().sum(dim=(1, 2)) / ((m - 1) * f)).cpu().numpy()
 
     if dev.type == "cpu":
-        block = max(1, _SVD_BLOCK_BYTES // (8 * m * f))
+        block = max(1, _GRAM_BLOCK_BYTES // (8 * m * f))
         over_row_ranges(lambda first, last: rows(first, last, block), n, min_rows_per_worker=block)
     else:
         rows(0, n, n)  # the chunk's bytes are bounded by the caller (CHUNK_BYTES)
     return evals, evecs, variances
 
 
-_SVD_BLOCK_BYTES = 8 * 2**20  # per thread on the CPU: the SVD's copies of the block stay small
+_GRAM_BLOCK_BYTES = 4 * 2**20  # per thread on the CPU: a block's copies stay in cache
 
 
-CHUNK_BYTES = 128 * 2**20  # float64 neighbourhood activations converted at a time
+CHUNK_BYTES = 32 * 2**20  # float64 neighbourhood activations converted at a time: small beside the factors
 
 
 def neighbourhood_precision_factors(
@@ -220,29 +235,48 @@ def neighbourhood_precision_factors(
     shape = getattr(neighbourhood_activations, "shape", None)
     if shape is not None and len(shape) == 3:
         chunk = max(1, min(int(chunk), CHUNK_BYTES // (8 * int(shape[1]) * int(shape[2]) or 1)))
-    parts, variances, rank = [], [], 0
+    # Each chunk's kept eigenvectors go, compact, into one buffer sized for the widest
+    # possible factors; its pages are faulted in only as they are written (an untouched
+    # np.empty allocation is not resident), so it holds about N F r values, not N F K.
+    buffer, used, parts, variances = None, 0, [], []
     for start in range(0, n, int(chunk)):
         evals, evecs, variance = neighbourhood_spectra(neighbourhood_activations[start : start + int(chunk)], device)
         keep = _kept(evals, rcond, first_sample=start)
         width = int(keep.sum(axis=1).max())
-        rank = max(rank, width)
-        # a copy where width < K: a view would keep the chunk's whole (n, F, K) eigenvectors alive
-        parts.append((evals[:, -width:], np.ascontiguousarray(evecs[:, :, -width:]), keep[:, -width:]))
+        if buffer is None:
+            f, widest = evecs.shape[1], evecs.shape[2]
+            buffer = np.empty(n * f * widest)
+        size = evecs.size // evecs.shape[2] * width
+        np.copyto(buffer[used : used + size].reshape(len(evecs), f, width), evecs[:, :, -width:])
+        parts.append((start, len(evecs), width, used, evals[:, -width:], keep[:, -width:]))
         variances.append(variance)
+        used += size
         del evals, evecs
     # the ridge needs every sample's variance, so the factors are scaled after the pass
     absolute = float(ridge) * float(np.median(np.concatenate(variances))) if ridge else 0.0
-    f = parts[0][1].shape[1]
-    # Pages of `out` are faulted in as its rows are written while each part is freed after
-    # its copy, so the factors are held about once, not twice, at the end.
-    out = np.empty((n, f, rank))
-    start = 0
-    parts.reverse()
-    while parts:
-        evals, evecs, keep = parts.pop()
-        stop = start + len(evecs)
-        out[start:stop, :, : rank - evecs.shape[2]] = 0.0  # lower ranks: zero columns on the left
-        _scaled(evals, evecs, keep, absolute, out=out[start:stop, :, rank - evecs.shape[2] :])
-        start = stop
-        del evals, evecs, keep
+    return _spread_and_scale(buffer, parts, f, absolute)
+
+
+def _spread_and_scale(buffer: np.ndarray, parts: list, f: int, ridge: float) -> np.ndarray:
+    """Lay the compact parts out as ``(N, F, r)`` factors in place, scaled, lower ranks zero-padded on the left.
+
+    A part's rows move to at least where they are (each earlier part is at most ``r``
+    wide), so going from the last part and its last rows backwards never overwrites a
+    row not yet moved; each block is copied out (and scaled) before it is written.
+    """
+    rank = max(width for _, _, width, _, _, _ in parts)
+    n = sum(rows for _, rows, _, _, _, _ in parts)
+    out = buffer[: n * f * rank].reshape(n, f, rank)
+    for start, rows, width, offset, evals, keep in reversed(parts):
+        source = buffer[offset : offset + rows * f * width].reshape(rows, f, width)
+        step = max(1, _CACHE_BYTES // (8 * f * rank))
+        for first in reversed(range(0, rows, step)):
+            last = min(rows, first + step)
+            block = _scaled(evals[first:last], source[first:last], keep[first:last], ridge)  # a new array
+            target = out[start + first : start + last]
+            target[:, :, : rank - width] = 0.0
+            target[:, :, rank - width :] = block
     return out
+
+
+_CACHE_BYTES = 4 * 2**20
