@@ -83,7 +83,8 @@ class Transformation:
     k_neighbours
         If given, a sparse kernel over this many nearest neighbours instead of a dense one.
     kernel_device
-        A torch device (``"cuda"``) on which to compute the dense kernel; ``None``: the CPU.
+        A torch device (``"cuda"``) on which to compute the neighbourhood SVDs and the dense
+        kernel; ``None``: the CPU.
     smoothing, rbf_kernel, rbf_neighbors
         Passed to ``scipy.interpolate.RBFInterpolator`` (``neighbors``) for both
         interpolation steps; ``rbf_neighbors`` makes the interpolants local, for large N.
@@ -178,7 +179,9 @@ class Transformation:
         if stage:
             stage(f"network {label}: neighbourhood covariances")
         # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
-        factors = neighbourhood_precision_factors(_Checked(neighbourhoods, label), self.rcond, ridge=self.covariance_ridge)
+        factors = neighbourhood_precision_factors(
+            _Checked(neighbourhoods, label), self.rcond, ridge=self.covariance_ridge, device=self.kernel_device
+        )
         if stage:
             stage(f"network {label}: Mahalanobis kernel and diffusion maps ({len(samples)} samples)")
         dc = diffusion_coordinates(

@@ -102,3 +102,20 @@ def test_parse_sizes_and_exponent(bench):
         bench.parse_sizes("1d,huge")
     ns = [100, 200, 400, 800]
     assert bench.fit_exponent(ns, [1e-6 * n**2 for n in ns]) == pytest.approx(2.0)
+
+
+
+def test_widths_benchmark_measures_both_paths_and_writes_its_table(tmp_path, capsys):
+    # benchmarks/widths.py at a toy size: both child processes run, the low-rank and the
+    # dense path keep the same rank, and the JSON and the table say what was measured.
+    widths = load_bench("widths")
+    out = tmp_path / "widths.json"
+    assert widths.main(["--widths", "40", "--n", "12", "--m", "8", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    (result,) = record["results"]
+    low, dense = result["lowrank"], result["dense"]
+    assert "error" not in low and "error" not in dense
+    assert low["rank"] == dense["rank"] == 7  # M - 1: the noise keeps every direction
+    assert dense["rows"] == 12 and not dense["extrapolated"]
+    assert low["d2_finite"] and low["peak_gib"] >= low["factors_peak_gib"] > 0
+    assert "| 40 | 7 |" in capsys.readouterr().out

@@ -213,23 +213,32 @@ def test_sq_distances_nonnegative_and_exactly_symmetric_when_badly_conditioned(
     assert (sparse != sparse.T).nnz == 0
 
 
-def test_tanh_data_really_breaks_the_expanded_quadratic_form():
-    # Guard for the test above: on such data the naive expansion
-    # x^T P x - 2 x^T P y + y^T P y goes negative, so the property is not vacuous.
-    x, nb = tanh_layer(2, 40, 30, 0.1)
-    x, nb = x + 5.0, nb + 5.0
-    factors = precision_factors(neighbourhood_covariances(nb), 1e-12)
+def test_far_from_the_origin_the_expanded_quadratic_form_fails_by_construction():
+    # Guard for the test above: the property it checks (distances never formed as
+    # x^T P x - 2 x^T P y + y^T P y) matters. Samples 1e11 from the origin make every
+    # term of the expansion at least 2^66 (about 7e19), and floats of that size are
+    # multiples of 2^14: whatever the BLAS and the summation order, the expanded form
+    # can only come out as a multiple of 2^13 (after the symmetrising half). On every pair whose true distance
+    # lies in (0, 2^12) it is therefore wrong by at least the distance itself, with no
+    # dependence on rounding; the whitened kernel stays exact there.
+    x, nb = gaussian_cloud(2, 30, 4, 40, spread=1.0, aniso=0.3)
+    x, nb = x + 1e11, nb + 1e11
+    factors = precision_factors(neighbourhood_covariances(nb))
     p = pseudo_inverses(factors)
     xpx = np.einsum("if,jfg,ig->ij", x, p, x)  # x_i^T P_j x_i
     xpy = np.einsum("if,jfg,jg->ij", x, p, x)  # x_i^T P_j x_j
     ypy = np.einsum("jf,jfg,jg->j", x, p, x)  # x_j^T P_j x_j
+    assert min(xpx.min(), xpy.min(), ypy.min()) >= 10 * 2.0**66  # precondition, by a margin of 10
     one_sided = xpx - 2 * xpy + ypy[None, :]
     naive = 0.5 * (one_sided + one_sided.T)
+    assert np.all(np.mod(naive, 2.0**13) == 0)
     off = ~np.eye(len(x), dtype=bool)
-    assert naive[off].min() < 0
+    ref = stable_reference(x, factors)
+    small = off & (ref < 2.0**12)
+    assert ref[off].min() > 0 and small.sum() > 0.9 * off.sum()  # nearly every pair
+    assert np.all(np.abs(naive - ref)[small] >= ref[small])
     d2 = mahalanobis_sq_dense(x, factors)
     assert d2.min() >= 0
-    ref = stable_reference(x, factors)
     assert np.all(np.abs(d2 - ref)[off] <= 1e-7 * ref[off])
 
 

@@ -46,21 +46,30 @@ def mahalanobis_sq_dense(samples, factors, device=None) -> np.ndarray:
     no pass over memory subtracts them afterwards. On the CPU the block is sized to
     stay in cache while it is squared and summed: whole-matrix intermediates of
     ``N^2 r`` values made memory traffic cost as much as the GEMM itself.
+
+    Cost: ``N^2 r F`` multiply-adds. The GEMM works in each neighbourhood's span, the
+    ``r <= M - 1`` columns of its factor (see ``neighbourhood_precision_factors``), never
+    with ``F x F`` precisions. Projecting the samples onto an orthonormal basis of their
+    own span (dimension ``d``) first would cost ``N r F d`` for the factors and ``N^2 r d``
+    for the GEMM: less only where ``d < N F / (N + F)``, below ``min(N, F)``, while a real
+    layer's centred activations span ``min(N - 1, F)`` dimensions. So it is not done.
     """
     x, factors = _check(samples, factors)
     dev = torch.device("cpu" if device is None else device)
     n, f, r = factors.shape
     xt = as_tensor(x, device=dev)
-    lt = as_tensor(factors, device=dev).transpose(1, 2)  # (N, r, F)
-    own = torch.einsum("nrf,nf->nr", lt, xt)  # L_i^T x_i
-    rows = torch.cat([lt, -own[:, :, None]], dim=2).reshape(n * r, f + 1)
+    lt = as_tensor(factors, device=dev)  # (N, F, r); on the CPU the caller's array, not a copy
+    own = torch.bmm(xt[:, None, :], lt)[:, 0, :]  # L_i^T x_i, (N, r)
     cols = torch.cat([xt, torch.ones((n, 1), dtype=xt.dtype, device=dev)], dim=1).T.contiguous()
     q = torch.empty((n, n), dtype=torch.float64, device=dev)
 
     def rows_of_q(first: int, last: int, block: int) -> None:
         for start in range(first, last, block):
             stop = min(last, start + block)
-            z = rows[start * r : stop * r] @ cols  # z[b*r + k, j] = (L_b^T (x_j - x_b))_k
+            # the block's augmented rows [L_b^T, -L_b^T x_b]: built per block, so the
+            # factors are never copied whole (N F r values: 3 GB at F = 3,072, M = 64)
+            rows = torch.cat([lt[start:stop].transpose(1, 2), -own[start:stop, :, None]], dim=2)
+            z = rows.reshape((stop - start) * r, f + 1) @ cols  # z[b*r + k, j] = (L_b^T (x_j - x_b))_k
             z.square_()
             torch.sum(z.view(stop - start, r, n), dim=1, out=q[start:stop])
 
