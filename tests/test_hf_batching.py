@@ -17,11 +17,13 @@ import torch
 
 from equivtest import GaussianNeighbourhood
 from equivtest.adapters.hf import HFNetwork, ctc_greedy
-from equivtest.adapters.hf.batching import answers, capture_neighbourhoods, capture_sequences, padding_mode
+from equivtest.adapters.hf.batching import (
+    answers, capture_drawn, capture_neighbourhoods, capture_sequences, draw_neighbourhood, padding_mode,
+)
 from equivtest.adapters.hf.fit import _with_neighbourhood
 from equivtest.errors import EquivtestError
 
-from .test_hf import WORDS, sentences, tiny_wav2vec2, tiny_xlnet, word_tokenizer
+from .test_hf import WORDS, sentences, tiny_roberta, tiny_wav2vec2, tiny_xlnet, word_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -65,8 +67,8 @@ def tiny_speech2text(seed=5):
 CHARS = ["<pad>", "|", "a", "b", "c", "d", "e", "f"]
 
 
-BUILDERS = {"bert": tiny_bert, "xlnet": tiny_xlnet, "wav2vec2": tiny_wav2vec2, "wav2vec2-group": tiny_wav2vec2_group,
-            "speech2text": tiny_speech2text}
+BUILDERS = {"bert": tiny_bert, "roberta": tiny_roberta, "xlnet": tiny_xlnet, "wav2vec2": tiny_wav2vec2,
+            "wav2vec2-group": tiny_wav2vec2_group, "speech2text": tiny_speech2text}
 
 
 class Saved:
@@ -79,7 +81,7 @@ class Saved:
         if name not in self.paths:
             folder = self.root / name
             BUILDERS[name]().save_pretrained(folder)
-            if name in ("bert", "xlnet"):
+            if name in ("bert", "roberta", "xlnet"):
                 word_tokenizer().save_pretrained(folder)
             self.paths[name] = str(folder)
         return self.paths[name]
@@ -127,9 +129,13 @@ NETWORKS = {"bert": lambda s: (bert(s, features=12), sentences(11, seed=1)),
             "speech2text": lambda s: (speech2text(s, features=12), waves(7, seed=4))}
 
 
-@pytest.mark.parametrize("family", list(NETWORKS))
+ROBERTA = {"roberta": lambda s: (HFNetwork(s["roberta"], "roberta.encoder.layer.1", "text", features=12,
+                                           model_class="RobertaForSequenceClassification"), sentences(9, seed=6))}
+
+
+@pytest.mark.parametrize("family", list(NETWORKS) + list(ROBERTA))  # RoBERTa also: it counts position ids past pad tokens
 def test_batched_rows_equal_one_at_a_time(saved, family):
-    net, inputs = NETWORKS[family](saved)
+    net, inputs = {**NETWORKS, **ROBERTA}[family](saved)
     assert padding_mode(net) == "mask"
     lengths = {len(net.encode(x)) for x in inputs}
     assert len(lengths) >= 4  # padded batches, not equal lengths by chance
@@ -200,6 +206,29 @@ def test_batched_neighbourhoods_equal_one_at_a_time_with_the_same_draws(saved, f
             assert_rows_close(n2, n)
 
 
+def test_draws_interleaved_as_fit_hf_does_then_captured_batched(saved):
+    # fit_hf draws A's neighbourhood, B's, then the positions, sample after sample, from one rng
+    a, b = bert(saved, features=6), wav2vec2(saved, features=6)
+    texts, audio = sentences(3, seed=8), waves(3, seed=8)
+    nb = GaussianNeighbourhood(4, 0.05)
+    ref_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+    want = {"a": [], "b": []}
+    for i in range(3):
+        want["a"].append(_with_neighbourhood(a, texts[i], nb, ref_rng, 4, "s"))
+        want["b"].append(_with_neighbourhood(b, audio[i], nb, ref_rng, 4, "s"))
+        ref_rng.choice(10, size=5, replace=False)
+    drawn = {"a": [], "b": []}
+    for i in range(3):
+        drawn["a"].append(draw_neighbourhood(a, texts[i], nb, rng))
+        drawn["b"].append(draw_neighbourhood(b, audio[i], nb, rng))
+        rng.choice(10, size=5, replace=False)
+    assert rng.random() == ref_rng.random()
+    for side, net in (("a", a), ("b", b)):
+        for i, ((s, n), (ws, wn)) in enumerate(zip(capture_drawn(net, drawn[side], batch_size=6), want[side])):
+            assert_rows_close(s, ws, f"{side} input {i}")
+            assert_rows_close(n, wn, f"{side} input {i} neighbours")
+
+
 def test_neighbourhoods_of_a_layer_that_is_the_embedding(saved):
     net = xlnet(saved)
     net = HFNetwork(net.model, "transformer.word_embedding", "text", tokenizer=net.tokenizer)
@@ -218,7 +247,7 @@ def add(value):
 def test_batched_answers_equal_one_at_a_time(saved, family):
     net, inputs = NETWORKS[family](saved)
     if family == "speech2text":  # greedy decoding runs one input at a time (and several decoder steps) anyway
-        inputs = inputs[:4]
+        inputs = inputs[:3]
     xs = [net.encode(x) for x in inputs]
     own = [net.answer(x) for x in xs]
     shifted = [net.answer(x, replace=lambda seq: seq + 5.0) for x in xs]

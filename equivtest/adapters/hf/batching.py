@@ -212,7 +212,7 @@ def _capture(net: HFNetwork, passes: list, batch_size: int, mode: str) -> list:
 
 
 def _numpy(t: torch.Tensor, dtype) -> np.ndarray:
-    return t.numpy().astype(dtype, copy=False)
+    return np.array(t.numpy(), dtype=dtype)  # a copy: a view would keep the whole padded batch alive
 
 
 def capture_sequences(net: HFNetwork, inputs: Sequence, batch_size: int = 32, *, padding: str = "auto",
@@ -232,6 +232,61 @@ def capture_sequences(net: HFNetwork, inputs: Sequence, batch_size: int = 32, *,
     return [_numpy(r, dtype) for r in _capture(net, passes, batch_size, mode)]
 
 
+@dataclass
+class Drawn:
+    """One input's neighbourhood as drawn, before any forward pass: ``x`` the encoded input;
+    ``noise`` for audio the ``(M, N)`` noisy waveforms (float32), for text the ``(M, T, E)``
+    shifts ``std * noise`` (float32) added to the embedding layer's output."""
+
+    x: torch.Tensor
+    noise: torch.Tensor
+
+
+def draw_neighbourhood(net: HFNetwork, sample, neighbourhood, rng: np.random.Generator, where: str = "sample") -> Drawn:
+    """Draw one sample's neighbourhood from ``rng`` exactly as ``_with_neighbourhood`` in ``fit.py``
+    does (the same draws, shapes and arithmetic): audio, ``x + std * N(0, 1)^(M, N)`` in float64,
+    then float32; text, ``std * N(0, 1)^(M, T, E)`` in float32, ``E`` the embedding output's width.
+
+    A caller that interleaves other draws (the other network's neighbourhood, the positions)
+    draws in its own order with this and runs the passes batched with :func:`capture_drawn`."""
+    m, std = int(neighbourhood.size), neighbourhood.std
+    if m < 1:
+        raise EquivtestError(f"a neighbourhood needs at least one point, got size {m}")
+    x = sample if isinstance(sample, torch.Tensor) else net.encode(sample, where)
+    if net.modality == "audio":
+        noisy = x.numpy()[None].astype(np.float64) + std * rng.standard_normal((m, x.numel()))
+        return Drawn(x, torch.as_tensor(noisy, dtype=torch.float32))
+    width = getattr(net._embedding, "embedding_dim", None)
+    if width is None:  # not an nn.Embedding: its output tells
+        width = net.embed(x[None]).shape[-1]
+    return Drawn(x, std * torch.as_tensor(rng.standard_normal((m, len(x), int(width))), dtype=torch.float32))
+
+
+def capture_drawn(net: HFNetwork, drawn: Sequence[Drawn], batch_size: int = 50, *, padding: str = "auto",
+                  dtype=np.float64) -> list:
+    """Per drawn neighbourhood ``(sequence (T_i, f), neighbours (M, T_i, f))``: the inputs' and all
+    neighbours' passes sorted by length and run in padded batches across inputs (see
+    :func:`capture_neighbourhoods`)."""
+    mode = padding_mode(net, padding)
+    passes, sizes = [], []
+    for i, d in enumerate(drawn):
+        if net.modality == "audio":
+            values = [_model_inputs(net, d.x[None])[0]]
+            for s in range(0, len(d.noise), int(batch_size)):
+                values.extend(_model_inputs(net, d.noise[s : s + int(batch_size)]))
+            passes.extend(_Pass(i, v) for v in values)
+        else:
+            passes.append(_Pass(i, d.x))
+            passes.extend(_Pass(i, d.x, shift) for shift in d.noise)
+        sizes.append(len(d.noise))
+    rows = _capture(net, passes, batch_size, mode)
+    out, k = [], 0
+    for m in sizes:
+        out.append((_numpy(rows[k], dtype), _numpy(torch.stack(rows[k + 1 : k + m + 1]), dtype)))
+        k += m + 1
+    return out
+
+
 def capture_neighbourhoods(net: HFNetwork, inputs: Sequence, neighbourhood, rng: np.random.Generator,
                            batch_size: int = 50, *, padding: str = "auto", window: int | None = None,
                            dtype=np.float64) -> list:
@@ -239,50 +294,31 @@ def capture_neighbourhoods(net: HFNetwork, inputs: Sequence, neighbourhood, rng:
     across inputs.
 
     The noise is drawn from ``rng`` input by input, in input order, with the shapes and the
-    arithmetic of the one-at-a-time path (``_with_neighbourhood`` in ``fit.py``): text, a
-    ``(M, T, E)`` standard normal per input added (times ``neighbourhood.std``, in float32)
-    to the embedding layer's output; audio, a ``(M, N)`` standard normal per input added (in
-    float64) to the waveform. So for the same ``rng`` the rows equal those of calling
-    ``_with_neighbourhood`` on each input in turn, to float32 rounding, and ``rng`` is left
-    in the same state; calling this on consecutive chunks of the inputs gives the same as
-    one call.
+    arithmetic of the one-at-a-time path (``_with_neighbourhood`` in ``fit.py``; see
+    :func:`draw_neighbourhood`): text, a ``(M, T, E)`` standard normal per input added (times
+    ``neighbourhood.std``, in float32) to the embedding layer's output; audio, a ``(M, N)``
+    standard normal per input added (in float64) to the waveform. So for the same ``rng``
+    the rows equal those of calling ``_with_neighbourhood`` on each input in turn, to
+    float32 rounding, and ``rng`` is left in the same state; calling this on consecutive
+    chunks of the inputs gives the same as one call. (``fit_hf`` interleaves the two
+    networks' draws and the positions' in one ``rng``; to reproduce that order, draw with
+    :func:`draw_neighbourhood` in that order and capture with :func:`capture_drawn`.)
 
     The inputs are taken ``window`` at a time (default: enough inputs for 16 batches of
     passes, at least one); the noise of one window is held in memory (float32, the size of
-    its neighbours' model inputs, or embedding outputs for text), and its sample and
+    its neighbours' waveforms, or embedding outputs for text), and its sample and
     neighbour passes are sorted by length and batched together.
     """
-    mode = padding_mode(net, padding)
-    m, std = int(neighbourhood.size), neighbourhood.std
-    if m < 1:
-        raise EquivtestError(f"a neighbourhood needs at least one point, got size {m}")
-    xs = _encode_all(net, inputs, "inputs")
-    width = None
-    if net.modality == "text" and xs:
-        width = net.embed(xs[0][None]).shape[1:]  # (T, E) of the first input: E is what matters
+    padding_mode(net, padding)  # a bad value is refused before any work
+    m = int(neighbourhood.size)
     per_window = int(window) if window is not None else max(1, (16 * int(batch_size)) // (m + 1))
     if per_window < 1:
         raise EquivtestError(f"window must be a positive number of inputs, got {window}")
+    xs = _encode_all(net, inputs, "inputs")
     out = []
     for start in range(0, len(xs), per_window):
-        passes = []
-        for i in range(start, min(start + per_window, len(xs))):
-            x = xs[i]
-            if net.modality == "audio":
-                noisy = x.numpy()[None].astype(np.float64) + std * rng.standard_normal((m, x.numel()))
-                noisy = torch.as_tensor(noisy, dtype=torch.float32)
-                values = [_model_inputs(net, x[None])[0]]
-                for s in range(0, m, int(batch_size)):
-                    values.extend(_model_inputs(net, noisy[s : s + int(batch_size)]))
-                passes.extend(_Pass(i, v) for v in values)
-            else:
-                noise = torch.as_tensor(rng.standard_normal((m, len(x), width[-1])), dtype=torch.float32)
-                shift = std * noise
-                passes.append(_Pass(i, x))
-                passes.extend(_Pass(i, x, shift[j]) for j in range(m))
-        rows = _capture(net, passes, batch_size, mode)
-        for k in range(0, len(rows), m + 1):
-            out.append((_numpy(rows[k], dtype), _numpy(torch.stack(rows[k + 1 : k + m + 1]), dtype)))
+        drawn = [draw_neighbourhood(net, x, neighbourhood, rng) for x in xs[start : start + per_window]]
+        out.extend(capture_drawn(net, drawn, batch_size, padding=padding, dtype=dtype))
     return out
 
 
