@@ -16,7 +16,9 @@ alternately, ``--repeats`` times each:
 It prints the medians, the pairwise ratios (one at a time / batched: above 1, batched is
 faster) and how far the rows are apart: per sentence, the largest absolute difference
 divided by the largest absolute value of its one-at-a-time rows; the largest over all
-sentences is reported (the bar is 1e-5). Both ways run in the same process, on the
+sentences and repeats is reported (the bar is 1e-5; every repeat's rows are compared).
+A sentence above the bar is run again both ways, alone, and the JSON's ``above_bar``
+says which first result the rerun reproduces. Both ways run in the same process, on the
 same threads, after one untimed warm-up of each on 32 sentences.
 """
 
@@ -52,9 +54,17 @@ def one_at_a_time(net: HFNetwork, sentences) -> list:
     return [net.sequences(net.encode(s)[None])[0].numpy() for s in sentences]
 
 
+def gaps(got, want) -> np.ndarray:
+    """Per sentence: max |got - want| / max |want|."""
+    return np.array([float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want)])
+
+
 def largest_gap(got, want) -> float:
     """Largest over sentences of max |got - want| / max |want|."""
-    return max(float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want))
+    return float(gaps(got, want).max())
+
+
+BAR = 1e-5
 
 
 def measure(net: HFNetwork, sentences, batch_size: int, repeats: int) -> dict:
@@ -63,7 +73,7 @@ def measure(net: HFNetwork, sentences, batch_size: int, repeats: int) -> dict:
     for fn in ways.values():  # warm-up, untimed
         fn(sentences[:32])
     times = {name: [] for name in ways}
-    rows = {}
+    rows, per_repeat, above = {}, [], []
     for repeat in range(repeats):
         for name, fn in ways.items():  # alternated: drift in the machine's load hits both
             rows.pop(name, None)
@@ -71,8 +81,11 @@ def measure(net: HFNetwork, sentences, batch_size: int, repeats: int) -> dict:
             rows[name] = fn(sentences)
             times[name].append(time.perf_counter() - t)
             print(f"[{repeat + 1}/{repeats}] {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
-    if [r.shape for r in rows["batched"]] != [r.shape for r in rows["one_at_a_time"]]:
-        raise RuntimeError("the batched rows have other shapes than the one-at-a-time rows")
+        if [r.shape for r in rows["batched"]] != [r.shape for r in rows["one_at_a_time"]]:
+            raise RuntimeError("the batched rows have other shapes than the one-at-a-time rows")
+        g = gaps(rows["batched"], rows["one_at_a_time"])  # every repeat's rows are compared
+        per_repeat.append(float(g.max()))
+        above.extend(recheck(net, sentences, np.flatnonzero(g > BAR), rows, batch_size, repeat))
     lengths = np.array([len(r) for r in rows["one_at_a_time"]])
     ratios = [a / b for a, b in zip(times["one_at_a_time"], times["batched"])]
     return {
@@ -84,9 +97,26 @@ def measure(net: HFNetwork, sentences, batch_size: int, repeats: int) -> dict:
         "median_one_at_a_time_s": float(np.median(times["one_at_a_time"])),
         "median_batched_s": float(np.median(times["batched"])),
         "ratios": ratios, "median_ratio": float(np.median(ratios)),
-        "max_rel_diff": largest_gap(rows["batched"], rows["one_at_a_time"]),
+        "max_rel_diff": max(per_repeat), "max_rel_diff_per_repeat": per_repeat, "above_bar": above,
         "rows_dtype": str(rows["batched"][0].dtype),
     }
+
+
+def recheck(net: HFNetwork, sentences, bad, rows, batch_size: int, repeat: int) -> list:
+    """For each sentence whose rows differ by more than the bar: both ways again on it alone,
+    so the report says which of the two first runs the rerun reproduces."""
+    out = []
+    for i in bad.tolist():
+        one = one_at_a_time(net, [sentences[i]])[0]
+        batched = capture_sequences(net, [sentences[i]], batch_size=batch_size)[0]
+        found = {"repeat": repeat + 1, "sentence": i, "tokens": int(len(one)),
+                 "gap": largest_gap([rows["batched"][i]], [rows["one_at_a_time"][i]]),
+                 "rerun_one_vs_first_one": largest_gap([one], [rows["one_at_a_time"][i]]),
+                 "rerun_one_vs_first_batched": largest_gap([one], [rows["batched"][i]]),
+                 "rerun_alone_batched_vs_rerun_one": largest_gap([batched], [one])}
+        print(f"sentence {i} above the bar: {found}", file=sys.stderr, flush=True)
+        out.append(found)
+    return out
 
 
 def machine() -> dict:
@@ -115,7 +145,7 @@ def main(argv=None) -> int:
           f"{result['median_one_at_a_time_s']:.2f} s, batched {result['median_batched_s']:.2f} s (medians of "
           f"{args.repeats}, batches of {args.batch_size}); ratio {result['median_ratio']:.1f} (pairwise "
           f"{min(result['ratios']):.1f}-{max(result['ratios']):.1f}); rows equal to {result['max_rel_diff']:.1e} "
-          f"relative; {before['torch_threads']} torch thread(s), load {before['load_average_1min']:.2f} -> {result['machine']['load_average_1min_after']:.2f}")
+          f"relative (largest over sentences and repeats; {len(result['above_bar'])} above {BAR:g}); {before['torch_threads']} torch thread(s), load {before['load_average_1min']:.2f} -> {result['machine']['load_average_1min_after']:.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
