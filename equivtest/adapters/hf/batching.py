@@ -243,7 +243,7 @@ class Drawn:
 
 
 def draw_neighbourhood(net: HFNetwork, sample, neighbourhood, rng: np.random.Generator, where: str = "sample") -> Drawn:
-    """Draw one sample's neighbourhood from ``rng`` exactly as ``_with_neighbourhood`` in ``fit.py``
+    """Draw one sample's neighbourhood from ``rng`` exactly as the one-at-a-time ``_with_neighbourhood``
     does (the same draws, shapes and arithmetic): audio, ``x + std * N(0, 1)^(M, N)`` in float64,
     then float32; text, ``std * N(0, 1)^(M, T, E)`` in float32, ``E`` the embedding output's width.
 
@@ -252,6 +252,8 @@ def draw_neighbourhood(net: HFNetwork, sample, neighbourhood, rng: np.random.Gen
     m, std = int(neighbourhood.size), neighbourhood.std
     if m < 1:
         raise EquivtestError(f"a neighbourhood needs at least one point, got size {m}")
+    if not np.isfinite(std):
+        raise EquivtestError(f"{where}: the neighbourhood's delta {neighbourhood.delta!r} is not finite; give a finite delta")
     x = sample if isinstance(sample, torch.Tensor) else net.encode(sample, where)
     if net.modality == "audio":
         noisy = x.numpy()[None].astype(np.float64) + std * rng.standard_normal((m, x.numel()))
@@ -294,7 +296,7 @@ def capture_neighbourhoods(net: HFNetwork, inputs: Sequence, neighbourhood, rng:
     across inputs.
 
     The noise is drawn from ``rng`` input by input, in input order, with the shapes and the
-    arithmetic of the one-at-a-time path (``_with_neighbourhood`` in ``fit.py``; see
+    arithmetic of the one-at-a-time path (``_with_neighbourhood``; see
     :func:`draw_neighbourhood`): text, a ``(M, T, E)`` standard normal per input added (times
     ``neighbourhood.std``, in float32) to the embedding layer's output; audio, a ``(M, N)``
     standard normal per input added (in float64) to the waveform. So for the same ``rng``
@@ -349,7 +351,8 @@ def answers(net: HFNetwork, inputs: Sequence, replace: Callable | Sequence | Non
     all features, batch-sequence-feature order, as :meth:`HFNetwork.answer` gives it), or
     a sequence of per-input arrays ``(T_i, F)``. Padding positions are left as they are.
 
-    Batched: the default answer (arg-max of 2-d ``logits``) and greedy CTC
+    Batched: the default answer (arg-max of 2-d ``logits``; -1 for an input whose logits
+    are not all finite) and greedy CTC
     (``predict=ctc_greedy(...)``), decoded over each input's own frames. Any other
     ``predict`` (e.g. an encoder-decoder's greedy decoding) cannot be batched here and
     runs one input at a time through :meth:`HFNetwork.answer`, with the same ``replace``.
@@ -390,7 +393,9 @@ def _decode(net: HFNetwork, logits: torch.Tensor, batch: _Batch) -> list:
             raise EquivtestError(f"{net.name} gives logits of shape {tuple(logits.shape)}; the default answer is the "
                                  "arg-max of (batch, classes) logits, so give predict= for this model "
                                  "(e.g. predict=ctc_greedy(vocabulary) for a CTC model)")
-        return logits.argmax(-1).tolist()
+        finite = torch.isfinite(logits).all(-1).tolist()
+        # NaN or inf logits: no answer (-1), which agrees with nothing, as HFNetwork.answer gives it
+        return [int(k) if ok else -1 for k, ok in zip(logits.argmax(-1).tolist(), finite)]
     vocab, blank, delimiter = net.predict.ctc
     frames = logits.argmax(-1).cpu()
     if batch.lengths is None:

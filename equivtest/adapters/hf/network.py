@@ -213,6 +213,12 @@ class HFNetwork:
             if handle is not None:
                 handle.remove()
 
+    def describe(self) -> dict:
+        index = None if self._index is None else self._index.tolist()
+        return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
+                "modality": self.modality, "features": index, "embedding": self.embedding,
+                "sequence_first": self.sequence_first}
+
     # -- padded batches (see batching.py) ----------------------------------------------
     @property
     def padding_side(self) -> str:
@@ -241,9 +247,3 @@ class HFNetwork:
                                  "so the positions of a padded input cannot be told from its padding; batch inputs "
                                  "of equal length only (padding='equal_lengths')")
         return np.asarray(torch.as_tensor(rule(torch.as_tensor(lengths))).reshape(-1), dtype=np.int64)
-
-    def describe(self) -> dict:
-        index = None if self._index is None else self._index.tolist()
-        return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
-                "modality": self.modality, "features": index, "embedding": self.embedding,
-                "sequence_first": self.sequence_first}
