@@ -22,8 +22,9 @@ How an audio model is batched (``padding="auto"``, :func:`padding_mode`): Wav2Ve
 models with ``feat_extract_norm == "layer"`` normalise each frame on its own and take the
 attention mask (they zero the padded frames before the positional convolution), so they
 are padded. With ``feat_extract_norm == "group"`` the first convolution is normalised
-over the whole time axis, padding included, so padding changes every frame (transformers
-documents that such models must not be given an attention mask): these are batched only
+over the whole time axis, padding included, so padding changes every frame (transformers'
+Wav2Vec2 feature extractor gives such models zero padding and no attention mask; the test
+measures the change): these are batched only
 among inputs of exactly equal length, without padding. That still batches all of one
 sample's neighbours, and equal-length samples across samples. Other audio models with a
 ``_get_feat_extract_output_lengths`` (Speech2Text) are padded with a mask.
