@@ -16,6 +16,10 @@ from .loading import StopForward, load_model, load_tokenizer, module_path, pick_
 MODALITIES = ("audio", "text")
 # model types whose hidden states run (sequence, batch, feature); all others (batch, sequence, feature)
 SEQUENCE_FIRST = {"xlnet"}
+# text model types padded on the left in a batch: XLNet's attention is relative, so its real tokens
+# keep their distances, and its sequence summary reads the last position. Every other text model
+# is padded on the right, where absolute position ids (BERT, RoBERTa) stay those of the sentence alone.
+PAD_LEFT = {"xlnet"}
 
 
 def equidistant(n_features: int, count: int) -> np.ndarray:
@@ -175,10 +179,15 @@ class HFNetwork:
 
     def _forward_until_stop(self, x: torch.Tensor, handles: list) -> None:
         """One forward pass on ``x`` that a hook may end with ``StopForward``; the hooks are removed after."""
+        self.run_until_stop(lambda: self.kwargs(x), handles)
+
+    def run_until_stop(self, kwargs: Callable[[], dict], handles: list) -> None:
+        """One forward pass on the keyword arguments ``kwargs()`` gives (built under ``no_grad``),
+        which a hook may end with ``StopForward``; the hooks in ``handles`` are removed after."""
         try:
             with eval_mode(self.model), torch.no_grad():
                 try:
-                    self.model(**self.kwargs(x))
+                    self.model(**kwargs())
                 except StopForward:
                     pass
         finally:
@@ -239,3 +248,32 @@ class HFNetwork:
         return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
                 "modality": self.modality, "features": index, "embedding": self.embedding,
                 "sequence_first": self.sequence_first}
+
+    # -- padded batches (see batching.py) ----------------------------------------------
+    @property
+    def padding_side(self) -> str:
+        """Where a padded batch puts the padding: ``"left"`` for XLNet text models (see
+        :data:`PAD_LEFT`), ``"right"`` for every other model, audio always."""
+        model_type = getattr(getattr(self.model, "config", None), "model_type", None)
+        return "left" if self.modality == "text" and model_type in PAD_LEFT else "right"
+
+    @property
+    def pad_id(self) -> int:
+        """The token id that fills the padding of a text batch: the tokenizer's ``pad_token_id``
+        where it has one, else 0 (the attention mask hides those positions either way)."""
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if isinstance(pad, (int, np.integer)) else 0
+
+    def layer_lengths(self, lengths) -> np.ndarray:
+        """The number of the layer's positions for inputs of ``lengths`` (model-input positions:
+        tokens, waveform samples, or filter-bank frames). Text keeps its length; audio goes
+        through the model's ``_get_feat_extract_output_lengths`` (its convolutional front end)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if self.modality == "text":
+            return lengths
+        rule = getattr(self.model, "_get_feat_extract_output_lengths", None)
+        if rule is None:
+            raise EquivtestError(f"{self.name} ({type(self.model).__name__}) has no _get_feat_extract_output_lengths, "
+                                 "so the positions of a padded input cannot be told from its padding; batch inputs "
+                                 "of equal length only (padding='equal_lengths')")
+        return np.asarray(torch.as_tensor(rule(torch.as_tensor(lengths))).reshape(-1), dtype=np.int64)

