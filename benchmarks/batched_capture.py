@@ -37,8 +37,8 @@ import torch
 
 from equivtest.adapters.hf import HFNetwork
 from equivtest.adapters.hf.batching import capture_sequences
-from equivtest.zoo.text import minilm_dir, minilm_tokenizer
-from equivtest.zoo.text_data import polarity_splits
+from equivtest_thesis.zoo.text import minilm_dir, minilm_tokenizer
+from equivtest_thesis.zoo.text_data import polarity_splits
 
 LAYER = "encoder.layer.3"
 

@@ -9,6 +9,7 @@ benchmark are tested with the thesis's package: thesis/tests/test_benchmark_thes
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 

@@ -119,22 +119,23 @@ class Positions:
     def test_rows(self, pair, inputs, fit_info: dict | None = None) -> TestRows:
         """Each network's sequence rows of every test input, and its own answers. With a
         position map, A's rows are those at the positions that pair with B's."""
+        from .batching import answers, capture_sequences
+
         inputs = _as_samples(inputs, "test inputs")
-        encoded = {s: [] for s in "ab"}
-        seqs = {s: [] for s in "ab"}
-        for i, item in enumerate(inputs):
-            for side in ("a", "b"):
-                net = pair.side(side)
-                x = net.encode(pair.inputs_for(side, item), f"test input {i} ({net.name})")
-                encoded[side].append(x)
-                seqs[side].append(net.sequences(x[None])[0].numpy())
-            if callable(self.align):
-                seqs["a"][-1] = seqs["a"][-1][self.mapped(item, len(seqs["a"][-1]), len(seqs["b"][-1]))]
+        raw = {s: [pair.inputs_for(s, item) for item in inputs] for s in "ab"}
+        for side in ("a", "b"):  # each input checked with its index before any batch runs
+            net = pair.side(side)
+            for i, x in enumerate(raw[side]):
+                net.encode(x, f"test input {i} ({net.name})")
+        # length-sorted padded batches, equal to one-at-a-time passes to float32 rounding
+        seqs = {s: capture_sequences(pair.side(s), raw[s], self.batch_size) for s in "ab"}
+        if callable(self.align):
+            seqs["a"] = [a[self.mapped(item, len(a), len(b))] for item, a, b in zip(inputs, seqs["a"], seqs["b"])]
         rows = {s: np.concatenate(seqs[s]) for s in "ab"}
         groups = {s: np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs[s])]) for s in "ab"}
         targets = {target for _, target in self.directions(pair)}  # only a target's own answers are compared
-        outputs = {s: [pair.side(s).answer(x) for x in encoded[s]] for s in "ab" if s in targets}
-        return TestRows(inputs, rows, groups, outputs, {"encoded": encoded})
+        outputs = {s: answers(pair.side(s), raw[s], batch_size=self.batch_size) for s in "ab" if s in targets}
+        return TestRows(inputs, rows, groups, outputs, {"raw": raw})
 
     def _per_input(self, test: TestRows, predicted: np.ndarray, source: str, target: str):
         """Pairs (predicted sequence, target's true sequence) per input."""
@@ -171,20 +172,27 @@ class Positions:
 
     def stitch(self, pair, test: TestRows, predicted: np.ndarray, target: str) -> list:
         """The target's answer per test input with its layer's output replaced by the predicted rows."""
+        from .batching import answers
+
         tgt = pair.side(target)
         mode = "resample" if self.align == "resample" else "trim"
         source = "a" if target == "b" else "b"
-        answers = []
-        for i, (pred, _) in enumerate(self._per_input(test, predicted, source, target)):
-            def replace(seq, pred=pred):
-                t, f_all = seq.shape[1], seq.shape[2]
-                rows = align_length(pred, t, mode)
-                full = fill_unpredicted(rows, tgt.feature_index(f_all), f_all, tgt.layer)
-                return torch.as_tensor(full[None], dtype=seq.dtype, device=seq.device)
+        predicted_per_input = [pred for pred, _ in self._per_input(test, predicted, source, target)]
 
-            x = test.extra["encoded"][target][i]
-            answers.append(tgt.answer(x if self.target_input == "real" else tgt.dummy(x), replace=replace))
-        return answers
+        def replace(i, seq):
+            t, f_all = seq.shape[1], seq.shape[2]
+            rows = align_length(predicted_per_input[i], t, mode)
+            full = fill_unpredicted(rows, tgt.feature_index(f_all), f_all, tgt.layer)
+            return torch.as_tensor(full[None], dtype=seq.dtype, device=seq.device)
+
+        raw = test.extra["raw"][target]
+        if self.target_input == "real":
+            return answers(tgt, raw, replace=replace, batch_size=self.batch_size)
+        found = []  # a dummy input of each input's length: one at a time
+        for i, item in enumerate(raw):
+            x = tgt.encode(item, f"test input {i} ({tgt.name})")
+            found.append(tgt.answer(tgt.dummy(x), replace=lambda seq, i=i: replace(i, seq)))
+        return found
 
 
 def _as_samples(data, what: str = "samples") -> list:
