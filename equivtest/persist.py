@@ -37,10 +37,12 @@ def _digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+_TRANSFORMATION_FIELDS = ("params", "epsilon")  # header fields of a Transformation that change predictions
+
+
 def _header_digest(meta: dict) -> str:
     """Checksum of the header fields that change predictions (arrays have their own)."""
-    fields = {"params": meta["params"], "epsilon": meta["epsilon"]}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return _fields_digest(meta, _TRANSFORMATION_FIELDS)
 
 
 def write_checked_npz(path, header: dict, arrays: dict, checked_fields) -> Path:
@@ -71,8 +73,16 @@ def read_checked_npz(path, formats: dict, what: str, fix: str, checked_fields, d
         raise TransformFileError(f"no saved {what} at {path}")
     try:
         with open(path, "rb") as handle:
-            contents = read_npz(handle, lambda name: np.uint8 if name == "__meta__" else dtypes(name))
-    except (OSError, NpzRefused) as exc:
+            return _checked(handle, path, formats, what, fix, checked_fields, dtypes)
+    except OSError as exc:
+        raise TransformFileError(f"{path} is not a readable {what} file ({exc!r}); {fix}") from None
+
+
+def _checked(handle, path, formats: dict, what: str, fix: str, checked_fields, dtypes) -> tuple[dict, dict]:
+    """The checks of :func:`read_checked_npz` on an open binary file (``path`` names it)."""
+    try:
+        contents = read_npz(handle, lambda name: np.uint8 if name == "__meta__" else dtypes(name))
+    except NpzRefused as exc:
         raise TransformFileError(f"{path} is not a readable {what} file ({exc}); {fix}") from None
     try:
         meta = json.loads(bytes(contents.pop("__meta__")).decode())
@@ -163,37 +173,9 @@ _FIX = "refit the transformation and save it again (the file must not be edited 
 def _load(handle, path):
     from .transform import SideFit, Transformation
 
-    fix = _FIX
+    meta, contents = _checked(handle, path, {FORMAT: FORMAT_VERSION}, "transformation", _FIX,
+                              lambda meta: _TRANSFORMATION_FIELDS, lambda name: _allowed(name))
     try:
-        contents = read_npz(handle, _allowed)
-    except NpzRefused as exc:
-        raise TransformFileError(f"{path} is not a readable transformation file ({exc}); {fix}") from None
-    try:
-        meta = json.loads(bytes(contents.pop("__meta__")).decode())
-    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TransformFileError(f"{path} has no valid header ({exc}); {fix}") from None
-    if not isinstance(meta, dict):
-        raise TransformFileError(f"{path} has no valid header (not a JSON object); {fix}")
-    if meta.get("format") != FORMAT:
-        raise TransformFileError(f"{path} is not an equivtest transformation (format {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise TransformFileError(
-            f"{path} has format version {meta.get('format_version')!r}; this equivtest reads version "
-            f"{FORMAT_VERSION}. {fix}"
-        )
-    expected = meta.get("sha256", {})
-    if set(expected) != set(contents):
-        raise TransformFileError(
-            f"{path} holds arrays {sorted(contents)} but its header lists {sorted(expected)}; {fix}"
-        )
-    for name, array in contents.items():
-        if _digest(array) != expected[name]:
-            raise TransformFileError(f"array {name!r} in {path} does not match its checksum: the file was altered; {fix}")
-    try:
-        if meta.get("header_sha256") != _header_digest(meta):
-            raise TransformFileError(
-                f"the parameters in the header of {path} do not match their checksum: the file was edited; {fix}"
-            )
         params = dict(meta["params"])
         params["names"] = tuple(params["names"])
         transformation = Transformation(**params)
@@ -201,12 +183,7 @@ def _load(handle, path):
             SideFit(*(contents[f"{name}_{side}"] for name in _ARRAYS), float(meta["epsilon"][side]))
             for side in ("a", "b")
         ]
-    except TransformFileError:
-        raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise TransformFileError(f"{path} has an incomplete header ({exc!r}); {fix}") from None
-    problem = signature_problem({k: v for k, v in meta.items() if k != "hmac_sha256"}, meta.get("hmac_sha256"))
-    if problem:
-        raise TransformFileError(f"{path} is refused: {problem}. Refit and save it with the key set, if you trust it")
+        raise TransformFileError(f"{path} has an incomplete header ({exc!r}); {_FIX}") from None
     transformation._set_fitted(*sides)
     return transformation

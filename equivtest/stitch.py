@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from .capture import capture, forward_batched, resolve_layer
+from .capture import capture, resolve_layer
 from .errors import EquivtestError
 from .layers import LayerSpec
 from .transform import Transformation
@@ -61,17 +61,7 @@ class StitchedNetwork:
         return self._run_target(x, predicted)
 
     def _run_target(self, x: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-        module = resolve_layer(self.target, self.target_layer.path)
-        cursor = {"start": 0}
+        from .networks import TorchNetwork
 
-        def replace(_module, _inputs, output):
-            start = cursor["start"]
-            n_rows = self.target_layer.n_rows(output)
-            cursor["start"] = start + n_rows
-            return self.target_layer.replace(output, predicted[start : start + n_rows])
-
-        handle = module.register_forward_hook(replace)
-        try:
-            return forward_batched(self.target, x, self.batch_size)
-        finally:
-            handle.remove()
+        target = TorchNetwork(self.target, self.target_layer, name="target", batch_size=self.batch_size)
+        return target.run(x, rows=predicted)

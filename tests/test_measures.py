@@ -331,7 +331,7 @@ def test_linear_stitch_feeds_the_target_its_mapped_inputs_and_selected_neurons()
     mapped = LinearStitch(ridge=1e-3).fit(acts_a, acts_b).predict(capture(a, TEST, "act2"))
     manual = b.out(torch.from_numpy(fill_unpredicted(mapped, layer_b.neurons, 8))).detach().numpy()
     np.testing.assert_allclose(out, manual, rtol=0, atol=1e-12)
-    with pytest.raises(RuntimeError):  # without the map B gets 1-d inputs it cannot take
+    with pytest.raises(EquivtestError, match="domain_map"):  # without the map B gets 1-d inputs it cannot take
         linear_stitch_outputs(a, b, "act2", layer_b, acts_a, acts_b, TEST)
 
 
