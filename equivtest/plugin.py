@@ -289,14 +289,15 @@ def equivtest_baseline(request) -> BaselineCheck:
 
 
 def pair(func=None, *, name: str | None = None, scope: str = "session", data=None, test_inputs=None,
-         config=None, thresholds=None):
+         config=None, thresholds=None, ladder_inputs=None):
     """Declare a fixture that returns a :class:`NetworkPair` (checked when it runs).
 
     Use as ``@equivtest.pair`` or ``@equivtest.pair(name="my_pair", scope="module")``.
     ``data`` (the fit's sampler, or texts/waveforms), ``test_inputs``, ``config`` and
     ``thresholds`` (values, or functions of no arguments that return them) let
-    ``equivtest run FILE::NAME`` fit and report the pair from the command line; pytest
-    ignores them.
+    ``equivtest run FILE::NAME`` fit and report the pair from the command line; with
+    ``ladder_inputs`` the run also gives the ladder's verdict on those inputs (a table in
+    the terminal, the record and the HTML page). pytest ignores them.
     """
 
     def decorate(f):
@@ -315,7 +316,7 @@ def pair(func=None, *, name: str | None = None, scope: str = "session", data=Non
         fixture = pytest.fixture(scope=scope, name=name)(fixture_function)
         from .userpairs import PairSpec
 
-        fixture.__equivtest__ = PairSpec(f, name or f.__name__, data, test_inputs, config, thresholds)
+        fixture.__equivtest__ = PairSpec(f, name or f.__name__, data, test_inputs, config, thresholds, ladder_inputs)
         return fixture
 
     return decorate(func) if func is not None else decorate

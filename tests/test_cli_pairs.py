@@ -28,6 +28,7 @@ def mlp(seed):
     test_inputs=lambda: np.linspace(-0.9, 0.9, 21)[:, None],
     config=equivtest.FitConfig(n_eigenvectors=3),
     thresholds={"activation_mse": 1e-4},
+    ladder_inputs=lambda: np.random.default_rng(0).uniform(-1, 1, (200, 1)),
 )
 def my_pair():
     net = mlp(0)
@@ -62,6 +63,14 @@ def test_a_users_pair_runs_from_the_command_line_with_record_and_report(user_fil
     assert record["pair"]["name"] == "mine"
     asserted = {(c["name"], c["direction"]): c for c in record["result"]["criteria"]}
     assert asserted["activation_mse", "a->b"]["threshold"] == 1e-4
+    # the ladder's verdict beside it: the network against itself is equivalent up to the identity
+    assert record["result"]["info"]["verdict_up_to"] == "identity"
+    (ladder,) = record["tables"]
+    assert ladder["columns"][:5] == ["direction", "rung", "held-out rel. error", "null rel. error", "null ratio"]
+    assert {row[1] for row in ladder["rows"]} == {"identity"}
+    assert "Ladder of maps" in result.output
+    html = (folder / "report.html").read_text()
+    assert "Ladder of maps" in html and "held-out rel. error" in html
 
 
 def test_bad_targets_are_clear_errors(user_file, tmp_path):
