@@ -41,7 +41,7 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
     if stage:
         stage("capturing both networks' rows")
     test = pairing.test_rows(pair, inputs)
-    a, b, groups = paired_rows(pairing, test)
+    a, b, groups = pairing.paired(test)
     if not len(a):
         raise EquivtestError("the inputs gave no paired rows")
     callback = None
@@ -52,19 +52,6 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
         stage(f"fitting the ladder on {len(a):,} rows of {int(groups.max()) + 1:,} inputs")
     return decide(a, b, groups, rungs=LADDER if rungs is None else rungs, thresholds=thresholds, heldout=heldout,
                   seed=seed, null_repeats=null_repeats, stitch=callback, neighbourhoods=neighbourhoods)
-
-
-def paired_rows(pairing, test: TestRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of A and B that pair one to one, and the input of each: ``pairing.paired(test)``
-    where the pairing aligns rows itself (sequence positions), else the rows as they are."""
-    paired = getattr(pairing, "paired", None)
-    if callable(paired):
-        return paired(test)
-    a, b = test.rows["a"], test.rows["b"]
-    if len(a) != len(b):
-        raise EquivtestError(f"the two networks give {len(a)} and {len(b)} rows for the same inputs; a verdict needs "
-                             "rows that pair one to one (same slices, or a pairing that aligns them)")
-    return a, b, np.asarray(test.groups["a"])
 
 
 def _stitch_callback(pair: NetworkPair, test: TestRows, groups: np.ndarray, held: np.ndarray):
@@ -105,9 +92,9 @@ def _score(pair: NetworkPair, stitched, own, target: str) -> float:
         new, ref = np.asarray(stitched, dtype=np.float64), np.asarray(own, dtype=np.float64)
         var = float(np.mean((ref - ref.mean(axis=0)) ** 2))
         return float(1.0 - np.mean((new - ref) ** 2) / var) if var > 0 else float("nan")
-    mine, theirs = net.answers(stitched, pair.task), net.answers(own, pair.task)
-    same = [(x == y) and not (isinstance(x, (int, np.integer)) and x < 0) for x, y in zip(mine, theirs)]
-    return float(np.mean(same)) if same else float("nan")
+    from .engine import answer_agreement
+
+    return answer_agreement(net.answers(stitched, pair.task), net.answers(own, pair.task))[0]
 
 
 def verdict_table(verdict, title: str | None = None):

@@ -209,10 +209,9 @@ def output_criteria(pair: NetworkPair, test: TestRows, stitched, target: str, di
         detail = f"{bad} of {len(new)} stitched outputs not finite" if bad else ""
         return [criterion(f"{prefix}output_mse", direction, np.mean((new - own_a) ** 2), detail)]
     mine, theirs = net.answers(stitched, pair.task), net.answers(own, pair.task)
-    same = np.array([_same_answer(x, y) for x, y in zip(mine, theirs)], dtype=bool)
-    bad = sum(1 for x in list(mine) + list(theirs) if _no_answer(x))
+    share, bad = answer_agreement(mine, theirs)
     detail = f"{bad} output(s) not finite, counted as disagreement" if bad else ""
-    found = [criterion(f"{prefix}agreement", direction, float(same.mean()) if len(same) else float("nan"), detail)]
+    found = [criterion(f"{prefix}agreement", direction, share, detail)]
     if pair.task == "transcription" and not prefix:
         from .adapters.hf.words import word_agreement
 
@@ -220,12 +219,15 @@ def output_criteria(pair: NetworkPair, test: TestRows, stitched, target: str, di
     return found
 
 
-def _no_answer(x) -> bool:
-    return isinstance(x, (int, np.integer)) and int(x) < 0
+def answer_agreement(mine, theirs) -> tuple[float, int]:
+    """The share of inputs on which two networks answer the same, and how many answers were
+    none (class -1: a NaN or inf output), which agree with nothing, not even each other."""
+    def none(x) -> bool:
+        return isinstance(x, (int, np.integer)) and int(x) < 0
 
-
-def _same_answer(x, y) -> bool:
-    return not _no_answer(x) and not _no_answer(y) and x == y
+    mine, theirs = list(mine), list(theirs)
+    same = [not none(x) and not none(y) and x == y for x, y in zip(mine, theirs)]
+    return (float(np.mean(same)) if same else float("nan")), sum(1 for x in mine + theirs if none(x))
 
 
 def _count(value, name: str) -> int:

@@ -66,6 +66,8 @@ class Pairing(Protocol):
 
     def test_rows(self, pair, inputs, fit_info: dict | None = None) -> TestRows: ...
 
+    def paired(self, test: TestRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
     def activation_mse(self, test: TestRows, predicted: np.ndarray, source: str, target: str) -> float: ...
 
     def stitch(self, pair, test: TestRows, predicted: np.ndarray, target: str) -> Any: ...
@@ -212,6 +214,14 @@ class Samples:
             rows[side], groups[side] = net.rows(xs)
             outputs[side] = net.run(xs)
         return TestRows(x, rows, groups, outputs)
+
+    def paired(self, test: TestRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of A and B that pair one to one (``(A, B, input)``): row k of each, as captured."""
+        a, b = test.rows["a"], test.rows["b"]
+        if len(a) != len(b):
+            raise EquivtestError(f"the two networks give {len(a)} and {len(b)} rows for the same inputs; rows pair "
+                                 "one to one only with the same slices of sequences of the same length")
+        return a, b, np.asarray(test.groups["a"])
 
     def activation_mse(self, test: TestRows, predicted: np.ndarray, source: str, target: str) -> float:
         return float(np.mean((predicted - test.rows[target]) ** 2))

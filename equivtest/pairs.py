@@ -77,7 +77,7 @@ class NetworkPair:
                 from .adapters.hf.pairing import Positions
 
                 self.pairing = Positions()
-        for attr in ("describe", "capture", "test_rows", "stitch", "directions", "activation_mse", "data_key"):
+        for attr in ("describe", "capture", "test_rows", "stitch", "directions", "paired", "activation_mse", "data_key"):
             if not callable(getattr(self.pairing, attr, None)):
                 raise EquivtestError(f"pairing {self.pairing!r} has no {attr}(); use equivtest.pairing.Samples() "
                                      "or equivtest.adapters.hf.Positions(...)")
