@@ -125,13 +125,38 @@ figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}co
 """
 
 
+def _sweep_section(sweep: dict) -> tuple[str, dict]:
+    """The sweep's heatmap (``img#sweep-heatmap``) and table; and the table's dict, so that a
+    copy of it among the record's tables is not shown twice."""
+    from .sweep import first_failure_text, sweep_heatmap, sweep_table
+
+    table = sweep_table(sweep)  # checks the sweep against its schema first
+    a, b = sweep["names"]
+    finding = first_failure_text(sweep)
+    alt = (f"Heatmap of the sweep, layer of {a} (rows) by layer of {b} (columns): colour is the held-out relative "
+           f"error, the letter the rung; {finding}")
+    caption = ("Colour: held-out relative error (1 - R^2) of the worse of the two directions, log scale. Letter: the "
+               "most rigid rung that passed (legend beneath the grid); an arrow where only one direction passed, x "
+               "for not equivalent, ? for undecidable; blank: not run. Outlined in red: the first layer pair whose "
+               f"verdict falls below {sweep['up_to'] or 'the ladder'}.")
+    figure = (f"<figure id='sweep'><h3>{html.escape(f'{a} vs. {b}: layer by layer')}</h3>"
+              f"<img id='sweep-heatmap' alt='{html.escape(alt)}' src='data:image/png;base64,"
+              f"{_figure_png(sweep_heatmap(sweep))}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    return f"<h2>Sweep</h2><p><b>{html.escape(finding)}</b></p>{figure}{table.to_html()}", table.to_dict()
+
+
 def render(run: Path) -> str:
     from ..record import RecordError, artefact_path, load_record
+    from .sweep import SweepSchemaError
 
     run = Path(run)
     record = load_record(run / "record.json")
-    plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
-    arrays = load_plot_arrays(plots)
+    sweep, sweep_html, sweep_table = record.get("sweep"), "", None
+    if sweep is not None:
+        try:
+            sweep_html, sweep_table = _sweep_section(sweep)
+        except SweepSchemaError as exc:
+            raise RecordError(f"{run / 'record.json'}: {exc}") from None
     names = tuple(record["pair"].get("names", ["a", "b"]))
     rows = []
     for c in record["result"]["criteria"]:
@@ -141,30 +166,40 @@ def render(run: Path) -> str:
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['direction'])}</td>"
                     f"<td>{c['value']:.4g}</td><td>{threshold}</td><td class='{status}'>{status}</td>"
                     f"<td>{html.escape(c.get('detail', ''))}</td></tr>")
-    try:
-        drawn = _figures(arrays, names)
-    except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
-        raise RecordError(
-            f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
-        ) from None
-    figures = "".join(
-        f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
-        f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for key, title, caption, png in drawn
-    )
+    figures = ""
+    if sweep is None or "plots" in record.get("artefacts", {}):  # a sweep's record may have no plots of one fit
+        plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
+        arrays = load_plot_arrays(plots)
+        try:
+            drawn = _figures(arrays, names)
+        except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
+            raise RecordError(
+                f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
+            ) from None
+        figures = "<h2>Plots</h2>" + "".join(
+            f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+            for key, title, caption, png in drawn
+        )
     from .tables import ResultTable
 
-    tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []))
+    tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []) if t != sweep_table)
     tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
-    verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
+    criteria = (f"<h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
+                f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>")
+    if sweep is not None and not rows:  # a sweep without criteria of its own: its finding is the headline
+        from .sweep import first_failure_text
+
+        verdict, criteria = html.escape(first_failure_text(sweep)), ""
+    else:
+        verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
     meta = html.escape(json.dumps({k: record.get(k) for k in ("sampler", "config", "fit", "versions")}, indent=1))
     title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{title}</h1><p>{html.escape(record['created'])} · suite {html.escape(str(record.get('suite')))} · "
-        f"<b>{verdict}</b></p><h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
-        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>{tables}"
-        f"<h2>Plots</h2>{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
+        f"<b>{verdict}</b></p>{sweep_html}{criteria}{tables}"
+        f"{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
     )
 
 

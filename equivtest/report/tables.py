@@ -61,7 +61,9 @@ class ResultTable:
         table = Table(title=escape(self.title), caption=escape(self.notes) or None, caption_justify="left")
         for i, col in enumerate(self.columns):
             numeric = any(isinstance(r[i], Number) and not isinstance(r[i], bool) for r in self.rows)
-            table.add_column(escape(col), justify="right" if numeric else "left", no_wrap=numeric)
+            # a table wider than the terminal wraps its headers and texts (at spaces, else folded), never a number
+            widest = max((len(_cell(r[i])) for r in self.rows), default=0) if numeric else None
+            table.add_column(escape(col), justify="right" if numeric else "left", overflow="fold", min_width=widest)
         for row in self.rows:
             table.add_row(*(escape(_cell(c)) for c in row))
         return table

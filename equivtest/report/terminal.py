@@ -48,6 +48,14 @@ def print_results(results: Iterable[EquivalenceResult], console: Console | None 
     (console or Console()).print(criteria_table(list(results), title))
 
 
+def print_sweep(sweep: dict, console: Console | None = None) -> None:
+    """A sweep's table (:func:`equivtest.report.sweep.sweep_table`): the diagonal layer by layer,
+    or the best match of each layer of A, with the first failure marked."""
+    from .sweep import sweep_table
+
+    (console or Console()).print(sweep_table(sweep).to_rich())
+
+
 def legend() -> str:
     return "; ".join(f"{name}: {desc}" for name, (_, desc) in CRITERIA.items())
 
