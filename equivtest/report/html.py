@@ -139,7 +139,7 @@ def _sweep_section(sweep: dict) -> tuple[str, dict]:
                "most rigid rung that passed (legend beneath the grid); an arrow where only one direction passed, x "
                "for not equivalent, ? for undecidable; blank: not run. Outlined in red: the first layer pair whose "
                f"verdict falls below {sweep['up_to'] or 'the ladder'}.")
-    figure = (f"<figure id='sweep'><h3>{html.escape(f'{a} vs. {b}: layer by layer')}</h3>"
+    figure = ("<figure id='sweep'><h3>Held-out error and rung of each layer pair</h3>"
               f"<img id='sweep-heatmap' alt='{html.escape(alt)}' src='data:image/png;base64,"
               f"{_figure_png(sweep_heatmap(sweep))}'><figcaption>{html.escape(caption)}</figcaption></figure>")
     return f"<h2>Sweep</h2><p><b>{html.escape(finding)}</b></p>{figure}{table.to_html()}", table.to_dict()

@@ -270,9 +270,8 @@ def sweep_table(sweep: dict) -> ResultTable:
     one_layer_column = diagonal and sweep["layers_a"][:n] == sweep["layers_b"][:n]
     layer_columns = (["layer"] if one_layer_column else
                      ["layer (a)", "layer (b)" if diagonal else "best match (b)"])
-    title = (f"Sweep {a} vs. {b}: " + ("layer by layer" if diagonal else "best match in b for each layer of a")
-             + f" — {first_failure_text(sweep)}")
-    notes = f"a = {a}, b = {b}. {_TABLE_NOTES}."
+    title = f"Sweep {a} vs. {b}: " + ("layer by layer" if diagonal else "best match in b for each layer of a")
+    notes = f"{first_failure_text(sweep)}. a = {a}, b = {b}. {_TABLE_NOTES}."
     if not diagonal:
         notes += f" {len(sweep['cells'])} cells of {len(sweep['layers_a'])} x {len(sweep['layers_b'])}."
     table = ResultTable(title, [*layer_columns, "verdict", "rung a->b", "rung b->a", "rel. error", "stitched",
