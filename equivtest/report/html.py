@@ -142,7 +142,7 @@ def _sweep_section(sweep: dict) -> tuple[str, dict]:
     figure = ("<figure id='sweep'><h3>Held-out error and rung of each layer pair</h3>"
               f"<img id='sweep-heatmap' alt='{html.escape(alt)}' src='data:image/png;base64,"
               f"{_figure_png(sweep_heatmap(sweep))}'><figcaption>{html.escape(caption)}</figcaption></figure>")
-    return f"<h2>Sweep</h2><p><b>{html.escape(finding)}</b></p>{figure}{table.to_html()}", table.to_dict()
+    return f"<h2>Sweep</h2>{figure}{table.to_html()}", table.to_dict()
 
 
 def render(run: Path) -> str:
@@ -187,12 +187,12 @@ def render(run: Path) -> str:
     tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
     criteria = (f"<h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
                 f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>")
-    if sweep is not None and not rows:  # a sweep without criteria of its own: its finding is the headline
+    verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
+    if sweep is not None:  # the sweep's finding is the headline; beside the criteria' verdict if it has any
         from .sweep import first_failure_text
 
-        verdict, criteria = html.escape(first_failure_text(sweep)), ""
-    else:
-        verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
+        finding = html.escape(first_failure_text(sweep))
+        verdict, criteria = (f"{verdict} · {finding}", criteria) if rows else (finding, "")
     meta = html.escape(json.dumps({k: record.get(k) for k in ("sampler", "config", "fit", "versions")}, indent=1))
     title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
     return (

@@ -15,6 +15,7 @@ another machine, gives the same table and figure.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from numbers import Real
 
@@ -285,11 +286,26 @@ def sweep_table(sweep: dict) -> ResultTable:
 # ----------------------------------------------------------------------------- the heatmap
 
 
+def _abbreviate(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters, keeping its numbers (which layer it is): its
+    leading components cut to their first letter and trailing digits, left to right
+    (``encoder.layer.7.output`` -> ``e.l.7.output``, ``layer2.0.conv1`` -> ``l2.0.conv1``), then,
+    if still too long, its middle replaced by an ellipsis."""
+    parts = name.split(".")
+    for k in range(len(parts) - 1):
+        if len(".".join(parts)) <= width:
+            break
+        parts[k] = parts[k][:1] + re.sub(r"^.*?(\d*)$", r"\1", parts[k][1:])  # layer2 -> l2, attention -> a
+    short = ".".join(parts)
+    keep = width - 1
+    return short if len(short) <= width else short[: keep // 2] + "…" + short[len(short) - (keep - keep // 2):]
+
+
 def short_layer_names(layers: list[str], width: int) -> tuple[list[str], str]:
     """Tick labels for ``layers`` and the pattern of what they share (``encoder.layer.*``), which
     the axis label names once: the dotted components every name shares at its start and end
-    are cut, then a name longer than ``width`` keeps its head and tail around an ellipsis;
-    names that still clash get their index."""
+    are cut, then a name longer than ``width`` is abbreviated (:func:`_abbreviate`); names
+    that still clash get their index."""
     parts = [name.split(".") for name in layers]
     head = tail = 0
     if len(parts) > 1:
@@ -298,9 +314,7 @@ def short_layer_names(layers: list[str], width: int) -> tuple[list[str], str]:
         while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
             tail += 1
     pattern = ".".join([*parts[0][:head], "*", *parts[0][len(parts[0]) - tail:]]) if head or tail else ""
-    short = [".".join(p[head:len(p) - tail]) for p in parts]
-    keep = width - 1
-    short = [s if len(s) <= width else s[: keep // 2] + "…" + s[len(s) - (keep - keep // 2):] for s in short]
+    short = [_abbreviate(".".join(p[head:len(p) - tail]), width) for p in parts]
     if len(set(short)) < len(short):
         short = [f"{k}:{s}" for k, s in enumerate(short)]
     return short, pattern
