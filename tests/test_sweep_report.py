@@ -154,6 +154,22 @@ def test_the_terminal_prints_every_layer_and_never_breaks_a_number():
         assert "first" in out and "◀" in out
 
 
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_a_table_of_long_layer_names_fits_the_terminal_with_every_number_whole(width):
+    names = ["embeddings", *[f"encoder.layer.{k}.attention.output" for k in range(10)], "pooler"]
+    table = sweep_table(diagonal_square(12, names))
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(table.to_rich())
+    out = console.file.getvalue()
+    assert max(map(len, out.splitlines())) <= width
+    numbers = {c for row in table.rows for c in row[5:] if c is not None}
+    from equivtest.report.tables import _cell
+
+    assert all(_cell(n) in out for n in numbers)
+    first_column = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+    assert first_column == "".join(names)
+
+
 # ----------------------------------------------------------------------------- the heatmap
 
 
