@@ -267,6 +267,7 @@ BAD = [
     (lambda s: _cells(s)[0]["directions"]["a->b"].update(rel_error="0.1"),
      "sweep['cells'][0]['directions']['a->b']['rel_error'] is '0.1', not a number or null"),
     (lambda s: _cells(s)[0].update(up_to=None), "sweep['cells'][0]['up_to'] is null for an equivalent cell"),
+    (lambda s: _cells(s)[5].update(kind="b_to_a"), "sweep['cells'][5]['kind'] is 'b_to_a', but its b->a direction"),
     (lambda s: _cells(s)[0].update(cka="high"), "sweep['cells'][0]['cka'] is 'high', not a number or null"),
     (lambda s: s["first_failure"].update(i=5, j=5), "names layers 'encoder.layer.4' / 'encoder.layer.4', but its cell"),
     (lambda s: s.update(cells=s["cells"][:4]), "sweep['first_failure'] names cell (4, 4), which is not among the cells"),

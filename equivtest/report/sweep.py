@@ -108,6 +108,9 @@ def _validate_cell(cell, sweep: dict, where: str) -> tuple[int, int]:
     for direction in DIRECTIONS:
         _validate_direction(_get(directions, direction, f"{where}['directions']"), sweep["rungs"],
                             f"{where}['directions'][{direction!r}]")
+    for one_way, direction in (("a_to_b", "a->b"), ("b_to_a", "b->a")):
+        _need(kind != one_way or directions[direction]["status"] == "passed", f"{where}['kind']",
+              f"is {one_way!r}, but its {direction} direction did not pass")
     return i, j
 
 
