@@ -59,11 +59,12 @@ def test_every_rung_of_the_ladder_has_its_own_letter():
 
 
 def test_a_rung_of_the_users_own_gets_a_free_letter():
-    letters = rung_letters(["identity", "affine", "ica", "aaa"])
+    letters = rung_letters(["identity", "affine", "ica", "aaa", "xform"])
     assert letters["identity"] == "I" and letters["affine"] == "A"
     assert letters["ica"] == "C"  # I is the identity's
     assert letters["aaa"] == "1"  # A is taken and it has no other letter
-    assert len(set(letters.values())) == 4
+    assert letters["xform"] == "F"  # X would read as "not equivalent"
+    assert len(set(letters.values())) == 5
 
 
 def test_layer_names_lose_what_they_share_and_keep_their_ends():

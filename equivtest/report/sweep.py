@@ -167,7 +167,7 @@ def rung_letters(rungs: list[str]) -> dict[str, str]:
     """A letter per rung of the sweep's ladder: :data:`RUNG_LETTERS` for equivtest's own rungs,
     the first free letter of its name (else a digit) for a rung of the user's own."""
     letters = {r: RUNG_LETTERS[r] for r in rungs if r in RUNG_LETTERS}
-    taken = set(letters.values()) | {NOT_EQUIVALENT}
+    taken = set(letters.values()) | {NOT_EQUIVALENT.upper()}  # an X would read as "not equivalent"
     for rung in rungs:
         if rung not in letters:
             free = [c.upper() for c in rung if c.isalpha() and c.upper() not in taken]
