@@ -32,6 +32,7 @@ picklable, and only trusted clusters should be used. Dask is imported on first u
 from __future__ import annotations
 
 import importlib
+import reprlib
 import re
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -99,13 +100,21 @@ class Dask:
             return
         dist = _import_distributed()
         if self.address is not None:
-            with dist.Client(self.address) as client:
+            with _connect(dist, self.address) as client:
                 yield client
             return
         with dist.LocalCluster(n_workers=self.local_workers, threads_per_worker=1, processes=True, scheduler_port=0,
                                dashboard_address=None, scheduler_kwargs=NO_DASHBOARD) as cluster, \
                 dist.Client(cluster) as client:
             yield client
+
+
+def _connect(dist, address: str):
+    try:
+        return dist.Client(address)
+    except (OSError, TimeoutError) as exc:
+        raise EquivtestError(f"no Dask scheduler answered at {address} ({exc}); start one (`dask scheduler`) "
+                             "or give the address it prints, or use 'local:N' for a cluster on this machine") from exc
 
 
 def _map_on(client, fn, shared, items: list, progress) -> list:
@@ -135,7 +144,7 @@ def _map_on(client, fn, shared, items: list, progress) -> list:
 
 def _name_item(exc: BaseException, item: Any) -> None:
     """Add a note naming the item to an exception raised by ``fn`` (type and message kept)."""
-    note = f"equivtest: raised while running the item {item!r}"
+    note = f"equivtest: raised while running the item {reprlib.repr(item)}"
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     else:  # Python 3.10: no add_note, same attribute

@@ -4,6 +4,7 @@ names its item, progress is reported, and a missing extra is named."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -152,13 +153,23 @@ def test_an_address_connects_to_that_scheduler_and_leaves_it_running(client):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
+def test_an_address_where_no_scheduler_answers_says_so():
+    dask = pytest.importorskip("dask", reason='pip install "equivtest[distributed]"')
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(EquivtestError, match=rf"no Dask scheduler answered at tcp://127.0.0.1:{port}"):
+            executor_for(f"tcp://127.0.0.1:{port}").map(fails_on_three, None, [1])
+
+
 def test_local_n_starts_its_own_cluster_and_closes_it():
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("distributed", reason='pip install "equivtest[distributed]"')
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    executor = executor_for("local:2")
-    assert executor.name == "dask (local:2)"
-    assert executor.map(verdict_cell, rows(), CELLS[:3]) == in_process(CELLS[:3])
+    executor = executor_for("local:1")  # one worker process: the same code as local:N, started faster
+    assert executor.name == "dask (local:1)"
+    assert executor.map(verdict_cell, rows(), CELLS[:2]) == in_process(CELLS[:2])
     after = {p.pid for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"}
     assert after <= before  # its worker processes are gone
 
