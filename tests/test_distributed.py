@@ -4,6 +4,7 @@ names its item, progress is reported, and a missing extra is named."""
 
 from __future__ import annotations
 
+import copy
 import socket
 import subprocess
 import sys
@@ -209,3 +210,32 @@ def test_equivtest_imports_and_runs_in_process_without_dask():
             "assert executor_for(None).map(lambda s, i: s + i, 10, [1, 2]) == [11, 12]\n"
             "assert 'distributed' not in [m for m, v in sys.modules.items() if v is not None]")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ------------------------------------------------------------------ a sweep on the cluster
+
+
+def test_a_sweep_on_two_local_workers_gives_the_in_process_grid(client):
+    sweep = pytest.importorskip("equivtest.sweep", reason="equivtest.sweep is not on this branch").sweep
+    torch = pytest.importorskip("torch")
+    from equivtest import NetworkPair
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 3)).double().eval()
+    changed = copy.deepcopy(net)
+    with torch.no_grad():  # the second linear layer moved: layers 0-1 the same, 2-4 changed
+        changed[2].weight.add_(0.3 * torch.randn(changed[2].weight.shape, dtype=torch.float64,
+                                                 generator=torch.Generator().manual_seed(1)))
+    pair = NetworkPair(net, changed, "0", "0", names=("base", "changed"))
+    x = np.random.default_rng(0).normal(size=(400, 4))
+    layers = ["1", "3"]
+    seen = []
+    with threadpoolctl.threadpool_limits(limits=1):  # one BLAS thread, as on a worker (see in_process)
+        here = sweep(pair, x, layers, layers, mode="all")
+    there = sweep(pair, x, layers, layers, mode="all", engine=client,
+                  progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert there.to_dict() == here.to_dict()
+    assert [s for s in seen if s[0] == "fit"] == [("fit", k, 4) for k in range(1, 5)]
+    kinds = {(c.layer_a, c.layer_b): c.kind for c in here.cells}
+    assert kinds[("1", "1")] == "equivalent" and kinds[("3", "3")] != kinds[("1", "1")]  # not one verdict everywhere
