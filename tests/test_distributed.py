@@ -215,10 +215,12 @@ def test_equivtest_imports_and_runs_in_process_without_dask():
 # ------------------------------------------------------------------ a sweep on the cluster
 
 
-def test_a_sweep_on_two_local_workers_gives_the_in_process_grid(client):
+def test_a_sweep_on_two_local_workers_gives_the_in_process_grid(request):
     sweep = pytest.importorskip("equivtest.sweep", reason="equivtest.sweep is not on this branch").sweep
     torch = pytest.importorskip("torch")
     from equivtest import NetworkPair
+
+    client = request.getfixturevalue("client")
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(),
