@@ -80,7 +80,7 @@ class EquivtestSession:
     from_workers: list = field(default_factory=list)  # results reported by pytest-xdist workers
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
-    verdicts: list = field(default_factory=list)  # (pair name, Verdict) from equivtest_verdict
+    verdicts: list = field(default_factory=list)  # plain-data entries (equivtest.verdict_record.verdict_entry)
 
     @property
     def results(self) -> list:
@@ -108,6 +108,7 @@ class EquivtestSession:
                 from .report.html import write_html
 
                 self.records.append(write_html(record.parent))
+        _write_verdict_records(self)
 
 
 def pytest_configure(config):
@@ -228,10 +229,42 @@ def equivtest_verdict(request):
                content_digest(options))
         if key not in cache:
             cache[key] = (pair, ladder_verdict(pair, inputs, **options))
-            session.verdicts.append((pair.name, cache[key][1]))
+            _note_verdict(session, pair, cache[key][1])
         return cache[key][1]
 
     return verdict
+
+
+# -- verdicts in the summary, the run records and the HTML pages --------------------------------
+# A verdict is kept as plain data (equivtest.verdict_record.verdict_entry): a pytest-xdist worker
+# hands its verdicts to the controller as JSON, and the controller prints and writes them all.
+
+
+def _note_verdict(session: EquivtestSession, pair, verdict) -> None:
+    from .verdict_record import verdict_entry
+
+    session.verdicts.append(verdict_entry(pair, verdict, f"equivtest: {pair.name}: {verdict.text}"))
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _write_verdict_records(session: EquivtestSession) -> None:
+    """One run folder per verdict (record.json, and report.html with --equivtest-html); an
+    xdist worker leaves that to the controller, which receives its verdicts."""
+    if session.report_dir is None or _is_xdist_worker(session.config):
+        return
+    from .verdict_record import write_verdict_run
+
+    for entry in session.verdicts:
+        session.records.extend(write_verdict_run(entry, session.report_dir, html=session.html))
+
+
+def _verdict_tables(session: EquivtestSession) -> list:
+    from .report.tables import ResultTable
+
+    return [ResultTable.from_dict(entry["table"]) for entry in session.verdicts]
 
 
 class BaselineCheck:
@@ -330,7 +363,8 @@ def pytest_sessionfinish(session, exitstatus):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand the results to the controller
         workeroutput["equivtest"] = json.dumps(
-            {"results": [r.to_dict() for r in state.results], "records": [str(p) for p in state.records]}
+            {"results": [r.to_dict() for r in state.results], "records": [str(p) for p in state.records],
+             "verdicts": state.verdicts}
         )
 
 
@@ -346,6 +380,7 @@ def pytest_testnodedown(node, error):
     data = json.loads(payload)
     state.from_workers.extend(EquivalenceResult.from_dict(r) for r in data["results"])
     state.records.extend(Path(p) for p in data["records"])
+    state.verdicts.extend(data.get("verdicts", []))  # written by the controller at the session's end
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -361,10 +396,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     console = Console(file=buffer, width=max(100, width.fullwidth if width else 120), force_terminal=terminalreporter.hasmarkup)
     if session.results:
         console.print(criteria_table(session.results, "equivtest: equivalence criteria"))
-    from .check import verdict_table
-
-    for name, verdict in session.verdicts:
-        console.print(verdict_table(verdict, f"equivtest: {name}: {verdict.text}").to_rich())
+    for table in _verdict_tables(session):
+        console.print(table.to_rich())
     terminalreporter.section("equivtest")
     terminalreporter.write(buffer.getvalue())
     for path in session.records:

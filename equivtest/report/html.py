@@ -126,12 +126,10 @@ figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}co
 
 
 def render(run: Path) -> str:
-    from ..record import RecordError, artefact_path, load_record
+    from ..record import load_record
 
     run = Path(run)
     record = load_record(run / "record.json")
-    plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
-    arrays = load_plot_arrays(plots)
     names = tuple(record["pair"].get("names", ["a", "b"]))
     rows = []
     for c in record["result"]["criteria"]:
@@ -141,17 +139,7 @@ def render(run: Path) -> str:
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['direction'])}</td>"
                     f"<td>{c['value']:.4g}</td><td>{threshold}</td><td class='{status}'>{status}</td>"
                     f"<td>{html.escape(c.get('detail', ''))}</td></tr>")
-    try:
-        drawn = _figures(arrays, names)
-    except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
-        raise RecordError(
-            f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
-        ) from None
-    figures = "".join(
-        f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
-        f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for key, title, caption, png in drawn
-    )
+    figures = _plots(run, record, names) if _has_plots(record) else ""
     from .tables import ResultTable
 
     tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []))
@@ -163,9 +151,46 @@ def render(run: Path) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{title}</h1><p>{html.escape(record['created'])} · suite {html.escape(str(record.get('suite')))} · "
         f"<b>{verdict}</b></p><h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
-        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>{tables}"
-        f"<h2>Plots</h2>{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
+        f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>{_verdict(record)}{tables}"
+        f"{f'<h2>Plots</h2>{figures}' if figures else ''}<h2>Run</h2><pre>{meta}</pre></body></html>"
     )
+
+
+def _has_plots(record: dict) -> bool:
+    """A fit's run has plots; a verdict's own run (written by the pytest plugin) has none."""
+    return "plots" in record.get("artefacts", {}) or "transformation" in record.get("artefacts", {})
+
+
+def _plots(run: Path, record: dict, names) -> str:
+    from ..record import RecordError, artefact_path
+
+    plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
+    arrays = load_plot_arrays(plots)
+    try:
+        drawn = _figures(arrays, names)
+    except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
+        raise RecordError(
+            f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
+        ) from None
+    return "".join(
+        f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+        f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for key, title, caption, png in drawn
+    )
+
+
+def _verdict(record: dict) -> str:
+    """The ladder's verdict and its diagnostics' hints, where the run has one (``result.info``)."""
+    info = record["result"].get("info")
+    text = info.get("verdict") if isinstance(info, dict) else None
+    if not isinstance(text, str):
+        return ""
+    ladder = info.get("ladder")
+    diagnostics = ladder.get("diagnostics") if isinstance(ladder, dict) else None
+    hints = diagnostics.get("hints") if isinstance(diagnostics, dict) else None
+    items = "".join(f"<li>{html.escape(h)}</li>" for h in hints if isinstance(h, str)) if isinstance(hints, list) else ""
+    return (f"<h2>Verdict</h2><p id='verdict'><b>{html.escape(text)}</b></p>"
+            + (f"<p>What the data allows, and the fix where it does not:</p><ul>{items}</ul>" if items else ""))
 
 
 def write_html(run: Path) -> Path:
