@@ -245,6 +245,9 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     if len(set(names)) != len(names):
         raise EquivtestError(f"each rung may appear once on the ladder, got {list(names)}")
     limits = _thresholds(thresholds, names)
+    reasons = [t.applicable(x.shape[1], y.shape[1]) for t in templates]
+    if all(reasons):
+        raise FitConfigError(f"no rung on the ladder {list(names)} can map between these layers: {reasons[0]}")
     train, test = split_by_input(g, heldout=heldout, seed=seed)
     local = _neighbourhood_training(neighbourhoods, x, y, g, groups, train)
     swapped = local and (local[1], local[0], local[2], local[4], local[3])
