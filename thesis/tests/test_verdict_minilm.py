@@ -323,10 +323,17 @@ def _issue_sentences():
 
 @pytest.mark.slow
 def test_the_diffusion_rung_is_undecidable_on_the_issue_setting_and_the_rigid_rungs_decide():
-    """Measured (2 cores shared with other jobs, load about 2; OMP_NUM_THREADS=1): see
-    docs/guide/verdicts.md for the figures. The rigid rungs find the identity in both directions;
-    the diffusion-map rung's positive control fails (the model against itself), and its reason
-    names the estimated intrinsic dimension against the 20 eigenvectors and the neighbourhood size."""
+    """The rigid rungs find the identity in both directions; the diffusion-map rung's positive
+    control fails (the model against itself), and its reason names the estimated intrinsic
+    dimension against the 20 eigenvectors and the neighbourhood size.
+
+    Measured (2026-12-03, OMP_NUM_THREADS=1, 2 cores shared with other jobs at load 10-14): 569
+    training rows of 24 sentences, 1,543 held-out rows of 60; 343 rows with neighbourhoods of 64
+    (16 positions, fewer in short sentences); intrinsic dimension 118 (local PCA) for both sides.
+    Identity, permutation, orthogonal and diagonal: held-out relative error 0 (orthogonal 5e-27),
+    stitched agreement 1.0 both ways. Diffusion rung: control relative error 3.4e3 (A) and 2.3e3
+    (B), null ratio 31 and 40, the pair's own 1.4e3 and 2.3e3, stitched agreement 0.08 and 0.15
+    (chance 0.10): undecidable. 459 s wall, 85 s of CPU, peak RSS 1.37 GB."""
     import time
 
     from equivtest.maps import DiffusionMap
