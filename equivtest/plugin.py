@@ -7,7 +7,8 @@ a config; the fit runs once per session for each distinct pair, data content and
 The fit handed to a test is a :class:`SessionFit`: its ``evaluate`` records the
 evaluation (and, through :meth:`EquivalenceResult.derive`, every result a test derives
 from it, such as the one ``assert_equivalent`` returns) for the end-of-session table,
-and for a JSON record when ``--equivtest-report-dir`` is given. Nothing is planted in
+and for a JSON record when ``--equivtest-report-dir`` is given; ``equivtest_verdict``'s
+verdicts are listed and recorded the same way. Nothing is planted in
 the engine: the plugin follows evaluations through its own wrapper.
 """
 
@@ -216,8 +217,9 @@ def equivtest_fit(request) -> FitCache:
 def equivtest_verdict(request):
     """The ladder's verdict on a pair: ``equivtest_verdict(pair, inputs, **options)`` (see
     :func:`equivtest.ladder_verdict`); computed once per session for one pair, input content
-    and options, and listed in the end-of-session summary. Assert with
-    ``verdict.assert_equivalent(up_to="affine")``."""
+    and options, and listed in the end-of-session summary; with ``--equivtest-report-dir`` each
+    verdict gets a run folder (``record.json``, and ``report.html`` with ``--equivtest-html``).
+    Assert with ``verdict.assert_equivalent(up_to="affine")``."""
     session = request.config.stash[_KEY]
     cache: dict = {}
 
