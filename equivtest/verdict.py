@@ -236,7 +236,8 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     of ``split_by_input(groups, heldout=heldout, seed=seed)[1]``), higher is better.
     ``neighbourhoods``: needed by the diffusion rung, either ``(NA, NB)`` with shapes
     ``(n, M, p)``/``(n, M, q)`` (the neighbourhood rows of every row) or a
-    :class:`NeighbourhoodRows` of other rows of the same inputs. ``stop_at_pass``: skip the rungs after the first that passes in a direction.
+    :class:`NeighbourhoodRows` of other rows of the same inputs. ``stop_at_pass``: skip the
+    rungs after the first that passes in a direction.
     ``intrinsic_dimension``: estimate it (local PCA; default: when the diffusion rung is on).
     """
     x, y, g = check_rows(a, b, groups)
