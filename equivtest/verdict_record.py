@@ -30,11 +30,12 @@ def verdict_info(verdict) -> dict:
 
 def verdict_entry(pair, verdict, title: str | None = None) -> dict:
     """Plain data (JSON) for a verdict on ``pair``: its name, the pair's description, the
-    verdict's ``to_dict()`` and its table (:func:`equivtest.check.verdict_table`)."""
+    record's ``info`` (:func:`verdict_info`, the verdict's ``to_dict()`` under ``ladder``) and
+    its table (:func:`equivtest.check.verdict_table`)."""
     from .check import verdict_table
 
-    return {"name": pair.name, "pair": plain(pair.describe()), "verdict": verdict.to_dict(),
-            "info": plain(verdict_info(verdict)), "table": verdict_table(verdict, title).to_dict()}
+    return {"name": pair.name, "pair": plain(pair.describe()), "info": plain(verdict_info(verdict)),
+            "table": verdict_table(verdict, title).to_dict()}
 
 
 def plain(value):
@@ -85,7 +86,7 @@ def build_verdict_record(entry: dict) -> dict:
     from .criteria import EquivalenceResult
     from .record import SCHEMA, SCHEMA_VERSION, library_versions
 
-    result = EquivalenceResult(entry["name"], verdict_criteria(entry["verdict"]), entry["info"])
+    result = EquivalenceResult(entry["name"], verdict_criteria(entry["info"]["ladder"]), entry["info"])
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
