@@ -143,7 +143,7 @@ def render(run: Path) -> str:
     from .tables import ResultTable
 
     tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []))
-    tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
+    tables = f"<h2>Tables</h2>{tables}" if tables else ""
     verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
     meta = html.escape(json.dumps({k: record.get(k) for k in ("sampler", "config", "fit", "versions")}, indent=1))
     title = html.escape(f"equivtest: {record['pair']['name']} ({names[0]} vs. {names[1]})")
