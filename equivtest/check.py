@@ -158,9 +158,26 @@ def verdict_table(verdict, title: str | None = None):
          "stitched", "passed", "reason"],
         notes=("rel. error: held-out MSE over the target's variance (1 - R^2); null: the same rung on re-paired rows; "
                "control: the source against itself through the same rung; stitched: the stitched network's agreement "
-               "(classification) or output R^2 (regression) on the held-out inputs"),
+               "(classification) or output R^2 (regression) on the held-out inputs. " + _diagnostics_note(verdict)),
     )
     for r in verdict.rows:
         table.add_row(r.direction, r.rung, r.heldout_rel_error, r.null_rel_error, r.null_ratio, r.control_rel_error,
                       r.stitched, "yes" if r.passed else ("undecidable" if not r.decidable else "no"), r.reason)
     return table
+
+
+def _diagnostics_note(verdict) -> str:
+    """What the data allows (rows against widths, intrinsic dimension against eigenvectors, the
+    ridge system's condition) and the hints that name the fix, for the table's notes."""
+    d = verdict.diagnostics
+    parts = [f"{d.rows_train:,} training rows of {d.inputs_train:,} inputs, {d.rows_heldout:,} held-out rows of "
+             f"{d.inputs_heldout:,}; widths A {d.width_a:,}, B {d.width_b:,}"]
+    if d.intrinsic_dim_a is not None:
+        parts.append(f"intrinsic dimension (local PCA) A {d.intrinsic_dim_a}, B {d.intrinsic_dim_b}"
+                     + (f" against {d.n_eigenvectors} eigenvectors" if d.n_eigenvectors is not None else ""))
+    if d.neighbourhood_rows is not None:
+        parts.append(f"{d.neighbourhood_train_rows:,} rows with neighbourhoods of {d.neighbourhood_rows}")
+    if d.ridge_condition:
+        parts.append("ridge condition " + ", ".join(f"{k} {v:.3g}" for k, v in d.ridge_condition.items()))
+    hints = "".join(f" Fix: {h}." for h in d.hints)
+    return "Diagnostics: " + "; ".join(parts) + "." + hints

@@ -89,3 +89,19 @@ def test_neighbourhood_rows_of_other_rows_must_come_from_training_inputs():
         decide(a, a, groups, rungs=(DiffusionMap(3),), neighbourhoods=nb)
     with pytest.raises(FitConfigError, match=r"one neighbourhood for each of the 60 rows"):
         decide(a, a, groups, rungs=(DiffusionMap(3),), neighbourhoods=(a[:5, None], a[:5, None]))
+
+
+def test_the_ladders_table_states_the_diagnostics_and_their_fixes():
+    from equivtest.check import verdict_table
+
+    net = mlp(8)
+    x = np.random.default_rng(0).uniform(-1, 1, (160, 8))
+    verdict = equivtest.ladder_verdict(equivtest.NetworkPair(net, net, "2", "2", task="regression"), x,
+                                       rungs=("identity", DiffusionMap(3)), stop_at_pass=False, stitched=False,
+                                       neighbourhood=GaussianNeighbourhood(16, 0.05), neighbourhood_inputs=40)
+    notes = verdict_table(verdict).notes
+    d = verdict.diagnostics
+    assert "120 training rows of 120 inputs, 40 held-out rows of 40; widths A 12, B 12" in notes
+    assert f"intrinsic dimension (local PCA) A {d.intrinsic_dim_a}, B {d.intrinsic_dim_b} against 3 eigenvectors" in notes
+    assert "40 rows with neighbourhoods of 16" in notes
+    assert f"Fix: diffusion rung: the estimated intrinsic dimension of A's rows ({d.intrinsic_dim_a}" in notes
