@@ -53,22 +53,32 @@ def _default(value):
     return str(value)
 
 
+CRITERIA = (("ladder_rel_error", "heldout_rel_error", "max_rel_error", False),
+            ("ladder_null_ratio", "null_ratio", "min_null_ratio", True),
+            ("ladder_stitched", "stitched", "min_stitched", True))
+
+
 def verdict_criteria(verdict: dict) -> list:
-    """One :class:`~equivtest.criteria.Criterion` per direction: the held-out relative error of
-    the rung that reached it (or of the last rung that gave a number), its threshold where the
-    rung could decide, and the direction's status and reason."""
+    """Per direction, the criteria of the rung that reached it (or of the last rung that gave
+    numbers): held-out relative error, null ratio and stitched score (where measured), each with
+    that rung's threshold, or none where the direction is undecidable; the detail gives the
+    direction's status and reason. A failed direction fails at least one of them."""
     from .criteria import Criterion
 
     found = []
     for d in verdict["directions"]:
         rows = [r for r in verdict["rows"] if r["direction"] == d["direction"] and _number(r["heldout_rel_error"])]
         row = next((r for r in rows if r["rung"] == d["rung"]), rows[-1] if rows else None)
-        value = float(row["heldout_rel_error"]) if row else float("nan")
-        threshold = (float(verdict["thresholds"][row["rung"]]["max_rel_error"])
-                     if row and row["decidable"] and d["status"] != "undecidable" else None)
-        where = f" at {row['rung']}" if row else ""
-        found.append(Criterion(CRITERION, d["direction"], value, threshold, False,
-                               f"{d['status']}{where}: {d['reason']}"))
+        detail = f"{d['status']}" + (f" at {row['rung']}" if row else "") + f": {d['reason']}"
+        if row is None:  # no rung could be fitted between these layers
+            found.append(Criterion(CRITERION, d["direction"], float("nan"), None, False, detail))
+            continue
+        decided = row["decidable"] and d["status"] != "undecidable"
+        limits = verdict["thresholds"][row["rung"]]
+        for name, key, limit, higher in CRITERIA:
+            if _number(row.get(key)):
+                found.append(Criterion(name, d["direction"], float(row[key]), float(limits[limit]) if decided else None,
+                                       higher, detail))
     return found
 
 

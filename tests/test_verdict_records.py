@@ -69,15 +69,18 @@ def check_records(report_dir, out: str, html: bool):
         assert info["verdict"] == ladder["text"] and info["verdict_kind"] == ladder["kind"]
         [table] = record["tables"]
         assert "held-out rel. error" in table["columns"] and len(table["rows"]) == len(ladder["rows"])
-        assert [c["direction"] for c in record["result"]["criteria"]] == ["a->b", "b->a"]
+        criteria = {(c["name"], c["direction"]) for c in record["result"]["criteria"]}
+        assert criteria >= {(n, d) for n in ("ladder_rel_error", "ladder_null_ratio", "ladder_stitched")
+                            for d in ("a->b", "b->a")}
         if html:
             page = (folder / "report.html").read_text()
             assert "<h2>Verdict</h2>" in page and ladder["text"] in page and "held-out rel. error" in page
     twins = json.loads((folders[1] / "record.json").read_text())
     assert twins["result"]["info"]["verdict_up_to"] == "identity" and twins["result"]["passed"]
-    assert all(c["passed"] and c["value"] == 0.0 for c in twins["result"]["criteria"])
+    assert all(c["passed"] for c in twins["result"]["criteria"])
+    assert [c["value"] for c in twins["result"]["criteria"] if c["name"] == "ladder_rel_error"] == [0.0, 0.0]
     strangers = json.loads((folders[0] / "record.json").read_text())
-    assert not strangers["result"]["passed"]  # no rung reached: the error is above the threshold
+    assert not strangers["result"]["passed"]  # no rung reached: a criterion of the last rung tried fails
 
 
 def test_each_verdict_gets_a_run_record_and_an_html_page(project, tmp_path):
@@ -101,19 +104,31 @@ def test_without_html_only_the_record_is_written_and_without_a_report_dir_nothin
     assert "record: " not in output_of(again) and len(verdict_folders(report_dir)) == 2
 
 
-def test_a_verdict_with_an_undecidable_direction_has_no_threshold_there():
+def test_a_direction_gets_the_criteria_of_its_rung_and_no_threshold_where_undecidable():
     verdict = {
         "directions": [{"direction": "a->b", "status": "passed", "rung": "identity", "reason": "ok"},
                        {"direction": "b->a", "status": "undecidable", "rung": None, "reason": "control fails"}],
-        "rows": [{"direction": "a->b", "rung": "identity", "heldout_rel_error": 0.0, "decidable": True},
-                 {"direction": "b->a", "rung": "identity", "heldout_rel_error": "inf", "decidable": True},
-                 {"direction": "b->a", "rung": "affine", "heldout_rel_error": 0.5, "decidable": False}],
-        "thresholds": {"identity": {"max_rel_error": 1e-3}, "affine": {"max_rel_error": 1e-3}},
+        "rows": [{"direction": "a->b", "rung": "identity", "heldout_rel_error": 0.0, "null_ratio": "inf",
+                  "stitched": None, "decidable": True},
+                 {"direction": "b->a", "rung": "identity", "heldout_rel_error": "nan", "decidable": True},
+                 {"direction": "b->a", "rung": "affine", "heldout_rel_error": 0.5, "null_ratio": 2.0,
+                  "stitched": 0.4, "decidable": False}],
+        "thresholds": {r: {"max_rel_error": 1e-3, "min_null_ratio": 100.0, "min_stitched": 0.99}
+                       for r in ("identity", "affine")},
     }
-    ab, ba = verdict_criteria(verdict)
+    found = {(c.name, c.direction): c for c in verdict_criteria(verdict)}
+    assert sorted(found) == [("ladder_null_ratio", "a->b"), ("ladder_null_ratio", "b->a"), ("ladder_rel_error", "a->b"),
+                             ("ladder_rel_error", "b->a"), ("ladder_stitched", "b->a")]  # no stitched score a->b
+    ab = found["ladder_rel_error", "a->b"]
     assert ab.threshold == 1e-3 and ab.passed and ab.detail == "passed at identity: ok"
+    assert found["ladder_null_ratio", "a->b"].value == float("inf") and found["ladder_null_ratio", "a->b"].passed
+    ba = found["ladder_rel_error", "b->a"]
     assert ba.value == 0.5 and ba.threshold is None and ba.passed is None  # informative, not a pass
     assert ba.detail == "undecidable at affine: control fails"
+    failed = dict(verdict, directions=[verdict["directions"][0], {"direction": "b->a", "status": "failed",
+                                                                  "rung": None, "reason": "no rung"}])
+    failing = [c for c in verdict_criteria(failed) if c.direction == "b->a"]
+    assert all(c.threshold is None for c in failing)  # the affine rung's control failed: still undecided there
 
 
 def test_xdist_workers_hand_their_verdicts_to_the_controller(tmp_path, pytestconfig):
