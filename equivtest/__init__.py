@@ -36,6 +36,7 @@ _EXPORTS = {
     "Verdict": "verdict",
     "Thresholds": "verdict",
     "NotEquivalentError": "verdict",
+    "NeighbourhoodRows": "verdict",
     "Network": "networks",
     "TorchNetwork": "networks",
     "Samples": "pairing",

@@ -12,10 +12,22 @@ from .errors import ActivationError
 FIT_FIX = "check the network's inputs and weights, or lower the neighbourhood scale delta if the network saturates"
 
 
-def as_finite_float64(array, name: str, ndim: int | None = None, *, fix: str = FIT_FIX) -> np.ndarray:
+def rows_fix(kind: str) -> str:
+    """The fix for non-finite rows that come from inputs alone (rows to map, rows a map of the
+    ladder is fitted on): no neighbourhood is drawn for them, so delta is not the fix."""
+    head = "these rows come from inputs, not from the fit's neighbourhoods (delta plays no part): "
+    if kind == "inf":
+        return (head + "the network overflowed on the inputs they came from; run it in float32 or float64 "
+                "(not float16 or bfloat16), or leave out inputs far outside the range it was fitted on")
+    return (head + "leave out the inputs that hold NaN or inf, or find where the network makes a NaN of finite "
+            "inputs (an overflow that turns into NaN, e.g. in float16: run it in float32)")
+
+
+def as_finite_float64(array, name: str, ndim: int | None = None, *, fix=FIT_FIX) -> np.ndarray:
     """Return ``array`` as a float64 ndarray, refusing NaN/inf and wrong ranks.
 
-    ``fix`` ends the message about non-finite values: the remedy where the check runs."""
+    ``fix`` ends the message about non-finite values: the remedy where the check runs, or a
+    function of the kind found first (``"NaN"`` or ``"inf"``) that gives it."""
     out = np.asarray(array, dtype=np.float64)
     if ndim is not None and out.ndim != ndim:
         raise ActivationError(
@@ -29,7 +41,8 @@ def as_finite_float64(array, name: str, ndim: int | None = None, *, fix: str = F
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         kind = "NaN" if np.isnan(out[first]) else "inf"
         raise ActivationError(
-            f"{name} contains {int(bad.sum())} non-finite values ({kind} first at index {first}); {fix}"
+            f"{name} contains {int(bad.sum())} non-finite values ({kind} first at index {first}); "
+            f"{fix(kind) if callable(fix) else fix}"
         )
     return out
 

@@ -18,25 +18,34 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import EquivtestError
+from .errors import EquivtestError, FitConfigError
 from .pairing import TestRows
 from .pairs import NetworkPair
 
 
 def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, thresholds=None, heldout: float = 0.25,
-            seed: int = 0, null_repeats: int = 1, stitched: bool = True, neighbourhoods=None, stage=None):
+                   seed: int = 0, null_repeats: int = 1, stitched: bool = True, neighbourhoods=None,
+                   neighbourhood=None, neighbourhood_inputs: int | None = 64, stop_at_pass: bool = True, stage=None):
     """The :class:`~equivtest.verdict.Verdict` of ``pair`` on ``inputs`` (of A's domain).
 
-    ``rungs`` (default :data:`equivtest.maps.LADDER`), ``thresholds``, ``heldout``, ``seed``
-    and ``null_repeats`` go to :func:`~equivtest.verdict.decide`. ``stitched=False`` skips the
-    stitched network's score (activation criteria only). ``neighbourhoods=(NA, NB)``
-    (neighbourhood rows of every row) let the diffusion-map rung run.
+    ``rungs`` (default :data:`equivtest.maps.LADDER`), ``thresholds``, ``heldout``, ``seed``,
+    ``null_repeats`` and ``stop_at_pass`` go to :func:`~equivtest.verdict.decide`.
+    ``stitched=False`` skips the stitched network's score (activation criteria only).
+
+    The diffusion-map rung (``DiffusionMap(k)`` in ``rungs``) also needs the rows of each
+    training row's neighbourhood. They are captured through the pair's pairing, on at most
+    ``neighbourhood_inputs`` training inputs (drawn at random; ``None``: all of them), so the
+    cost stays bounded: a ``Positions`` pairing draws its own neighbourhood and positions
+    (``neighbourhood`` replaces its neighbourhood); a ``Samples`` pairing needs
+    ``neighbourhood`` (e.g. ``GaussianNeighbourhood(64, 0.05)``). ``neighbourhoods``: rows
+    captured by the caller instead, ``(NA, NB)`` or a :class:`~equivtest.verdict.NeighbourhoodRows`.
     """
-    from .maps import LADDER
+    from .maps import LADDER, make_rung
     from .verdict import decide, split_by_input
 
     if not isinstance(pair, NetworkPair):
         raise TypeError(f"verdict needs a NetworkPair, got {type(pair).__name__}")
+    templates = [make_rung(r) for r in (LADDER if rungs is None else rungs)]
     pairing = pair.pairing
     if stage:
         stage("capturing both networks' rows")
@@ -44,14 +53,54 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
     a, b, groups = pairing.paired(test)
     if not len(a):
         raise EquivtestError("the inputs gave no paired rows")
-    callback = None
-    if stitched:
-        held = split_by_input(groups, heldout=heldout, seed=seed)[1]
-        callback = _stitch_callback(pair, test, groups, held)
+    train, held = split_by_input(groups, heldout=heldout, seed=seed)
+    if neighbourhoods is None and any(getattr(t, "needs_neighbourhoods", False) for t in templates):
+        chosen = _neighbourhood_inputs(np.unique(groups[train]), neighbourhood_inputs, seed)
+        neighbourhoods = neighbourhood_rows(pair, test.inputs, chosen, neighbourhood, seed=seed, stage=stage)
+    callback = _stitch_callback(pair, test, groups, held) if stitched else None
     if stage:
         stage(f"fitting the ladder on {len(a):,} rows of {int(groups.max()) + 1:,} inputs")
-    return decide(a, b, groups, rungs=LADDER if rungs is None else rungs, thresholds=thresholds, heldout=heldout,
-                  seed=seed, null_repeats=null_repeats, stitch=callback, neighbourhoods=neighbourhoods)
+    return decide(a, b, groups, rungs=templates, thresholds=thresholds, heldout=heldout, seed=seed,
+                  null_repeats=null_repeats, stitch=callback, neighbourhoods=neighbourhoods, stop_at_pass=stop_at_pass)
+
+
+def _neighbourhood_inputs(train_inputs: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    if limit is None:
+        return train_inputs
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 2:
+        raise FitConfigError(f"neighbourhood_inputs must be a whole number of at least 2 or None, got {limit!r}")
+    if len(train_inputs) <= limit:
+        return train_inputs
+    return np.sort(np.random.default_rng(seed + 2).choice(train_inputs, size=int(limit), replace=False))
+
+
+def neighbourhood_rows(pair: NetworkPair, inputs, chosen, neighbourhood=None, *, seed: int = 0, stage=None):
+    """:class:`~equivtest.verdict.NeighbourhoodRows` of the inputs ``inputs[i]`` for ``i`` in
+    ``chosen``, captured through the pair's pairing (``groups``: the indices ``chosen``)."""
+    from dataclasses import replace
+
+    from .config import FitConfig
+    from .sampling import SampleSet
+    from .verdict import NeighbourhoodRows
+
+    pairing, chosen = pair.pairing, np.asarray(chosen, dtype=np.int64)
+    if hasattr(pairing, "neighbourhood"):  # it draws its own neighbourhoods (Positions)
+        pairing = pairing if neighbourhood is None else replace(pairing, neighbourhood=neighbourhood)
+        data = [inputs[int(i)] for i in chosen]
+    else:
+        if neighbourhood is None:
+            raise FitConfigError(
+                "the diffusion-map rung needs the rows of each training input's neighbourhood, and this pair's "
+                f"{type(pairing).__name__} pairing draws none: pass neighbourhood=GaussianNeighbourhood(size, delta) "
+                "to ladder_verdict (or neighbourhoods=NeighbourhoodRows(...) captured yourself), or leave the "
+                "diffusion rung off the ladder")
+        x = np.asarray(inputs)[chosen]
+        data = SampleSet(x, neighbourhood.around(x, np.random.default_rng(seed)))
+    if stage:
+        stage(f"capturing the neighbourhoods of {len(chosen):,} training inputs for the diffusion-map rung")
+    captured = pairing.capture(pair, data, FitConfig(), stage)
+    (ra, na), (rb, nb) = captured.activations["a"], captured.activations["b"]
+    return NeighbourhoodRows(ra, rb, na, nb, chosen[np.asarray(captured.groups)])
 
 
 def _stitch_callback(pair: NetworkPair, test: TestRows, groups: np.ndarray, held: np.ndarray):
@@ -109,9 +158,26 @@ def verdict_table(verdict, title: str | None = None):
          "stitched", "passed", "reason"],
         notes=("rel. error: held-out MSE over the target's variance (1 - R^2); null: the same rung on re-paired rows; "
                "control: the source against itself through the same rung; stitched: the stitched network's agreement "
-               "(classification) or output R^2 (regression) on the held-out inputs"),
+               "(classification) or output R^2 (regression) on the held-out inputs. " + _diagnostics_note(verdict)),
     )
     for r in verdict.rows:
         table.add_row(r.direction, r.rung, r.heldout_rel_error, r.null_rel_error, r.null_ratio, r.control_rel_error,
                       r.stitched, "yes" if r.passed else ("undecidable" if not r.decidable else "no"), r.reason)
     return table
+
+
+def _diagnostics_note(verdict) -> str:
+    """What the data allows (rows against widths, intrinsic dimension against eigenvectors, the
+    ridge system's condition) and the hints that name the fix, for the table's notes."""
+    d = verdict.diagnostics
+    parts = [f"{d.rows_train:,} training rows of {d.inputs_train:,} inputs, {d.rows_heldout:,} held-out rows of "
+             f"{d.inputs_heldout:,}; widths A {d.width_a:,}, B {d.width_b:,}"]
+    if d.intrinsic_dim_a is not None:
+        parts.append(f"intrinsic dimension (local PCA) A {d.intrinsic_dim_a}, B {d.intrinsic_dim_b}"
+                     + (f" against {d.n_eigenvectors} eigenvectors" if d.n_eigenvectors is not None else ""))
+    if d.neighbourhood_rows is not None:
+        parts.append(f"{d.neighbourhood_train_rows:,} rows with neighbourhoods of {d.neighbourhood_rows}")
+    if d.ridge_condition:
+        parts.append("ridge condition " + ", ".join(f"{k} {v:.3g}" for k, v in d.ridge_condition.items()))
+    hints = "".join(f" Fix: {h}." for h in d.hints)
+    return "Diagnostics: " + "; ".join(parts) + "." + hints

@@ -7,7 +7,8 @@ a config; the fit runs once per session for each distinct pair, data content and
 The fit handed to a test is a :class:`SessionFit`: its ``evaluate`` records the
 evaluation (and, through :meth:`EquivalenceResult.derive`, every result a test derives
 from it, such as the one ``assert_equivalent`` returns) for the end-of-session table,
-and for a JSON record when ``--equivtest-report-dir`` is given. Nothing is planted in
+and for a JSON record when ``--equivtest-report-dir`` is given; ``equivtest_verdict``'s
+verdicts are listed and recorded the same way. Nothing is planted in
 the engine: the plugin follows evaluations through its own wrapper.
 """
 
@@ -80,7 +81,7 @@ class EquivtestSession:
     from_workers: list = field(default_factory=list)  # results reported by pytest-xdist workers
     records: list[Path] = field(default_factory=list)
     fits: dict = field(default_factory=dict)
-    verdicts: list = field(default_factory=list)  # (pair name, Verdict) from equivtest_verdict
+    verdicts: list = field(default_factory=list)  # plain-data entries (equivtest.verdict_record.verdict_entry)
 
     @property
     def results(self) -> list:
@@ -108,6 +109,7 @@ class EquivtestSession:
                 from .report.html import write_html
 
                 self.records.append(write_html(record.parent))
+        _write_verdict_records(self)
 
 
 def pytest_configure(config):
@@ -215,8 +217,9 @@ def equivtest_fit(request) -> FitCache:
 def equivtest_verdict(request):
     """The ladder's verdict on a pair: ``equivtest_verdict(pair, inputs, **options)`` (see
     :func:`equivtest.ladder_verdict`); computed once per session for one pair, input content
-    and options, and listed in the end-of-session summary. Assert with
-    ``verdict.assert_equivalent(up_to="affine")``."""
+    and options, and listed in the end-of-session summary; with ``--equivtest-report-dir`` each
+    verdict gets a run folder (``record.json``, and ``report.html`` with ``--equivtest-html``).
+    Assert with ``verdict.assert_equivalent(up_to="affine")``."""
     session = request.config.stash[_KEY]
     cache: dict = {}
 
@@ -228,10 +231,42 @@ def equivtest_verdict(request):
                content_digest(options))
         if key not in cache:
             cache[key] = (pair, ladder_verdict(pair, inputs, **options))
-            session.verdicts.append((pair.name, cache[key][1]))
+            _note_verdict(session, pair, cache[key][1])
         return cache[key][1]
 
     return verdict
+
+
+# -- verdicts in the summary, the run records and the HTML pages --------------------------------
+# A verdict is kept as plain data (equivtest.verdict_record.verdict_entry): a pytest-xdist worker
+# hands its verdicts to the controller as JSON, and the controller prints and writes them all.
+
+
+def _note_verdict(session: EquivtestSession, pair, verdict) -> None:
+    from .verdict_record import verdict_entry
+
+    session.verdicts.append(verdict_entry(pair, verdict, f"equivtest: {pair.name}: {verdict.text}"))
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _write_verdict_records(session: EquivtestSession) -> None:
+    """One run folder per verdict (record.json, and report.html with --equivtest-html); an
+    xdist worker leaves that to the controller, which receives its verdicts."""
+    if session.report_dir is None or _is_xdist_worker(session.config):
+        return
+    from .verdict_record import write_verdict_run
+
+    for entry in session.verdicts:
+        session.records.extend(write_verdict_run(entry, session.report_dir, html=session.html))
+
+
+def _verdict_tables(session: EquivtestSession) -> list:
+    from .report.tables import ResultTable
+
+    return [ResultTable.from_dict(entry["table"]) for entry in session.verdicts]
 
 
 class BaselineCheck:
@@ -330,7 +365,8 @@ def pytest_sessionfinish(session, exitstatus):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand the results to the controller
         workeroutput["equivtest"] = json.dumps(
-            {"results": [r.to_dict() for r in state.results], "records": [str(p) for p in state.records]}
+            {"results": [r.to_dict() for r in state.results], "records": [str(p) for p in state.records],
+             "verdicts": state.verdicts}
         )
 
 
@@ -346,6 +382,7 @@ def pytest_testnodedown(node, error):
     data = json.loads(payload)
     state.from_workers.extend(EquivalenceResult.from_dict(r) for r in data["results"])
     state.records.extend(Path(p) for p in data["records"])
+    state.verdicts.extend(data.get("verdicts", []))  # written by the controller at the session's end
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -361,10 +398,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     console = Console(file=buffer, width=max(100, width.fullwidth if width else 120), force_terminal=terminalreporter.hasmarkup)
     if session.results:
         console.print(criteria_table(session.results, "equivtest: equivalence criteria"))
-    from .check import verdict_table
-
-    for name, verdict in session.verdicts:
-        console.print(verdict_table(verdict, f"equivtest: {name}: {verdict.text}").to_rich())
+    for table in _verdict_tables(session):
+        console.print(table.to_rich())
     terminalreporter.section("equivtest")
     terminalreporter.write(buffer.getvalue())
     for path in session.records:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
-from ._validation import as_finite_float64
+from ._validation import as_finite_float64, rows_fix
 from .errors import ActivationError, FitConfigError, NotFittedError
 from .geometry import DEFAULT_RCOND, diffusion_coordinates, neighbour_overlap
 from .geometry.covariance import neighbourhood_precision_factors
@@ -277,7 +277,7 @@ class Transformation:
         return back(self.aligned(activations, target))
 
     def _check_input(self, activations, fit: SideFit, side: str) -> np.ndarray:
-        x = as_finite_float64(activations, f"activations of network {side.upper()}", ndim=2)
+        x = as_finite_float64(activations, f"activations of network {side.upper()}", ndim=2, fix=rows_fix)
         if x.shape[1] != fit.activations.shape[1]:
             raise ActivationError(
                 f"activations of network {side.upper()} have {x.shape[1]} features, but the "

@@ -114,9 +114,10 @@ def run_pair(spec: PairSpec, *, report_dir=None, stage=None, null_shuffles: int 
     tables = []
     if spec.ladder_inputs is not None:  # the ladder's verdict beside the transformation, in every report
         from .check import ladder_verdict, verdict_table
+        from .verdict_record import verdict_info
 
         verdict = ladder_verdict(pair, spec.value("ladder_inputs"), stage=stage)
-        result = result.with_info(verdict=verdict.text, verdict_kind=verdict.kind, verdict_up_to=verdict.up_to)
+        result = result.with_info(**verdict_info(verdict))
         tables.append(verdict_table(verdict))
     records = [write_run(fitted, result, report_dir, tables=tables)] if report_dir is not None else []
     return ExperimentOutcome([result], tables, records=records, timings=dict(fitted.timings))

@@ -95,7 +95,8 @@ class Diagnostics:
     intrinsic_dim_a: int | None  # local PCA (equivtest.whitney), when the diffusion rung is on the ladder
     intrinsic_dim_b: int | None
     n_eigenvectors: int | None
-    neighbourhood_rows: int | None
+    neighbourhood_rows: int | None  # M: rows per neighbourhood
+    neighbourhood_train_rows: int | None  # rows with neighbourhoods the diffusion rung fits on (before its max_rows)
     hints: tuple[str, ...]
 
 
@@ -192,8 +193,33 @@ class _Data:
     g_tr: np.ndarray
     s_te: np.ndarray
     t_te: np.ndarray
-    n_s: np.ndarray | None  # neighbourhood rows of the training rows
-    n_t: np.ndarray | None
+    local: tuple | None  # (source, target, groups, source's and target's neighbourhoods): the diffusion rung's training rows
+
+    def training(self, template) -> tuple:
+        """The training rows a rung fits on: the neighbourhood rows' for a rung that needs them."""
+        if getattr(template, "needs_neighbourhoods", False):
+            return self.local
+        return self.s_tr, self.t_tr, self.g_tr, None, None
+
+
+@dataclass(frozen=True)
+class NeighbourhoodRows:
+    """Rows with the rows of their neighbourhoods, for the diffusion-map rung.
+
+    ``a`` (n, p) and ``b`` (n, q) are paired rows of the two networks, ``na`` (n, M, p) and
+    ``nb`` (n, M, q) the rows of each one's neighbourhood, ``groups`` (n,) the input each
+    row came from, numbered as the ``groups`` given to :func:`decide`. They need not be
+    the rows :func:`decide` splits (a few positions per input suffice): the diffusion rung
+    is fitted on those of them that come from training inputs and scored on the held-out
+    rows like every other rung. :func:`equivtest.ladder_verdict` captures them through the
+    pair's pairing.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    na: np.ndarray
+    nb: np.ndarray
+    groups: np.ndarray
 
 
 def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresholds: "Thresholds | dict | None" = None,
@@ -208,8 +234,10 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     rung name to one (others get the defaults). ``stitch(direction, rung, predicted)``:
     optional score of the stitched network on the held-out rows (``predicted`` in the order
     of ``split_by_input(groups, heldout=heldout, seed=seed)[1]``), higher is better.
-    ``neighbourhoods=(NA, NB)``, shapes ``(n, M, p)``/``(n, M, q)``: needed by the diffusion
-    rung. ``stop_at_pass``: skip the rungs after the first that passes in a direction.
+    ``neighbourhoods``: needed by the diffusion rung, either ``(NA, NB)`` with shapes
+    ``(n, M, p)``/``(n, M, q)`` (the neighbourhood rows of every row) or a
+    :class:`NeighbourhoodRows` of other rows of the same inputs. ``stop_at_pass``: skip the
+    rungs after the first that passes in a direction.
     ``intrinsic_dimension``: estimate it (local PCA; default: when the diffusion rung is on).
     """
     x, y, g = check_rows(a, b, groups)
@@ -218,13 +246,15 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     if len(set(names)) != len(names):
         raise EquivtestError(f"each rung may appear once on the ladder, got {list(names)}")
     limits = _thresholds(thresholds, names)
+    reasons = [t.applicable(x.shape[1], y.shape[1]) for t in templates]
+    if all(reasons):
+        raise FitConfigError(f"no rung on the ladder {list(names)} can map between these layers: {reasons[0]}")
     train, test = split_by_input(g, heldout=heldout, seed=seed)
-    nb = _check_neighbourhoods(neighbourhoods, x, y)
+    local = _neighbourhood_training(neighbourhoods, x, y, g, groups, train)
+    swapped = local and (local[1], local[0], local[2], local[4], local[3])
     data = {
-        "a->b": _Data("A", "B", x[train], y[train], g[train], x[test], y[test],
-                      nb and nb[0][train], nb and nb[1][train]),
-        "b->a": _Data("B", "A", y[train], x[train], g[train], y[test], x[test],
-                      nb and nb[1][train], nb and nb[0][train]),
+        "a->b": _Data("A", "B", x[train], y[train], g[train], x[test], y[test], local),
+        "b->a": _Data("B", "A", y[train], x[train], g[train], y[test], x[test], swapped),
     }
     diffusion = next((t for t in templates if t.name == "diffusion"), None)
     if intrinsic_dimension is None:
@@ -235,7 +265,8 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
 
         dims = {"A": estimate_intrinsic_dimension(x[train], max_points=200),
                 "B": estimate_intrinsic_dimension(y[train], max_points=200)}
-    context = {"dims": dims, "neighbourhood_rows": nb[0].shape[1] if nb else None,
+    context = {"dims": dims, "neighbourhood_rows": local[3].shape[1] if local else None,
+               "neighbourhood_train_rows": len(local[0]) if local else None,
                "n_eigenvectors": getattr(diffusion, "n_eigenvectors", None)}
     rng = np.random.default_rng(seed + 1)
     rows, directions, conditions = [], [], {}
@@ -265,18 +296,45 @@ def _thresholds(thresholds, names) -> dict:
     return {n: thresholds.get(n, Thresholds()) for n in names}
 
 
-def _check_neighbourhoods(neighbourhoods, x, y):
+def _neighbourhood_training(neighbourhoods, x, y, g, groups, train):
+    """The diffusion rung's training rows ``(A, B, input codes, NA, NB)``, or None."""
     if neighbourhoods is None:
         return None
     from ._validation import as_finite_float64
 
-    na = as_finite_float64(neighbourhoods[0], "neighbourhood rows of network A", ndim=3)
-    nbb = as_finite_float64(neighbourhoods[1], "neighbourhood rows of network B", ndim=3)
-    for label, n, rows in (("A", na, x), ("B", nbb, y)):
-        if n.shape[0] != rows.shape[0] or n.shape[2] != rows.shape[1]:
-            raise FitConfigError(f"neighbourhood rows of network {label} have shape {n.shape}; expected "
-                                 f"({rows.shape[0]}, M, {rows.shape[1]}): one neighbourhood per row")
-    return na, nbb
+    if isinstance(neighbourhoods, NeighbourhoodRows):
+        ra, rb, _ = check_rows(neighbourhoods.a, neighbourhoods.b)
+        codes = _codes(np.asarray(neighbourhoods.groups).reshape(-1), groups, len(x), len(ra))
+        index = np.flatnonzero(np.isin(codes, np.unique(g[train])))
+        if not len(index):
+            raise FitConfigError("none of the neighbourhood rows comes from a training input; capture neighbourhood "
+                                 "rows of the inputs the verdict fits on (see split_by_input)")
+        rows, nbs, codes = (ra[index], rb[index]), (neighbourhoods.na, neighbourhoods.nb), codes[index]
+    else:
+        if len(neighbourhoods) != 2 or any(len(n) != len(x) for n in neighbourhoods):
+            raise FitConfigError(f"neighbourhoods=(NA, NB) must hold one neighbourhood for each of the {len(x)} rows, "
+                                 f"shapes ({len(x)}, M, p) and ({len(x)}, M, q); or give NeighbourhoodRows")
+        rows, nbs, codes, index = (x[train], y[train]), neighbourhoods, g[train], train
+    na = as_finite_float64(np.asarray(nbs[0])[index], "neighbourhood rows of network A", ndim=3)
+    nbb = as_finite_float64(np.asarray(nbs[1])[index], "neighbourhood rows of network B", ndim=3)
+    for label, n, r in (("A", na, rows[0]), ("B", nbb, rows[1])):
+        if n.shape[0] != r.shape[0] or n.shape[2] != r.shape[1]:
+            raise FitConfigError(f"neighbourhood rows of network {label} have shape {n.shape} for rows of shape "
+                                 f"{r.shape}; expected ({r.shape[0]}, M, {r.shape[1]}): one neighbourhood per row")
+    return rows[0], rows[1], codes, na, nbb
+
+
+def _codes(found, groups, n_rows: int, n_found: int) -> np.ndarray:
+    """``found`` (inputs as ``groups`` numbers them) as the codes :func:`check_groups` gave ``groups``."""
+    if len(found) != n_found:
+        raise FitConfigError(f"the neighbourhood rows have {len(found)} groups for {n_found} rows; give the input "
+                             "of every row")
+    known = np.arange(n_rows) if groups is None else np.unique(np.asarray(groups).reshape(-1))
+    codes = np.clip(np.searchsorted(known, found), 0, len(known) - 1)
+    if not np.array_equal(known[codes], found):
+        raise FitConfigError("some neighbourhood rows come from inputs that have no rows in groups; number their "
+                             "inputs as the groups of the rows")
+    return codes
 
 
 def _fit_score(template: Rung, s_tr, t_tr, g_tr, s_te, t_te, n_s, n_t) -> tuple[float, np.ndarray, Rung]:
@@ -308,15 +366,18 @@ def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, st
     why = template.applicable(d.s_tr.shape[1], d.t_tr.shape[1])
     if why:  # the map cannot exist between these widths: decided, not passed
         return RungResult(direction, name, None, None, None, None, None, None, False, True, why)
-    if getattr(template, "needs_neighbourhoods", False) and d.n_s is None:
+    training = d.training(template)
+    if training is None:
         return RungResult(direction, name, None, None, None, None, None, None, False, False,
-                          "the diffusion-map rung needs neighbourhood rows: pass neighbourhoods=(NA, NB)")
+                          "the diffusion-map rung needs neighbourhood rows: pass neighbourhoods=(NA, NB) or "
+                          "NeighbourhoodRows (ladder_verdict captures them through the pair's pairing)")
+    s_tr, t_tr, g_tr, n_s, n_t = training
     # positive control: the source against itself, same rung, split and thresholds
-    c_err, _, _ = _fit_score(template, d.s_tr, d.s_tr, d.g_tr, d.s_te, d.s_te, d.n_s, d.n_s)
-    c_null = _null(template, d.s_tr, d.s_tr, d.g_tr, d.s_te, d.s_te, d.n_s, d.n_s, rng, repeats)
+    c_err, _, _ = _fit_score(template, s_tr, s_tr, g_tr, d.s_te, d.s_te, n_s, n_s)
+    c_null = _null(template, s_tr, s_tr, g_tr, d.s_te, d.s_te, n_s, n_s, rng, repeats)
     c_ratio = _ratio(c_null, c_err)
-    err, predicted, fitted = _fit_score(template, d.s_tr, d.t_tr, d.g_tr, d.s_te, d.t_te, d.n_s, d.n_t)
-    null = _null(template, d.s_tr, d.t_tr, d.g_tr, d.s_te, d.t_te, d.n_s, d.n_t, rng, repeats)
+    err, predicted, fitted = _fit_score(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t)
+    null = _null(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t, rng, repeats)
     ratio = _ratio(null, err)
     details = fitted.diagnostics()
     stitched = None if stitch is None else float(stitch(direction, name, predicted))
@@ -345,15 +406,23 @@ def _control_reason(name, d: _Data, c_err, c_ratio, limit, context) -> str:
                 f"underdetermined; capture rows of more inputs (at least {p} training rows) or read fewer neurons")
     dim = context["dims"].get(d.source)
     if name == "diffusion" and dim is not None:
-        k, m = context["n_eigenvectors"], context["neighbourhood_rows"]
-        if k is not None and dim >= k:
-            return (f"{head}: the estimated intrinsic dimension of {d.source}'s rows ({dim}) is not below the "
-                    f"{k} eigenvectors (the constant one included); raise n_eigenvectors to at least {dim + 1}, or "
-                    "use a rigid rung")
-        if m is not None and m <= dim:
-            return (f"{head}: neighbourhoods of {m} rows cannot span the {dim}-dimensional rows of {d.source}; "
-                    f"capture at least {2 * dim + 1} neighbourhood rows per row")
+        causes = _diffusion_causes(d.source, dim, context["n_eigenvectors"], context["neighbourhood_rows"])
+        if causes:
+            return f"{head}: " + "; ".join(causes)
     return f"{head}; give more inputs, or use a more rigid rung"
+
+
+def _diffusion_causes(label: str, dim: int, k: int | None, m: int | None) -> list[str]:
+    """Why the diffusion rung cannot recognise even the same network here, each with its fix."""
+    causes = []
+    if k is not None and dim >= k:
+        causes.append(f"the estimated intrinsic dimension of {label}'s rows ({dim}, local PCA) is not below the {k} "
+                      f"eigenvectors (the constant one included), so {k - 1} diffusion coordinates cannot carry them: "
+                      f"raise n_eigenvectors to at least {dim + 1}, or use a rigid rung")
+    if m is not None and m <= dim:
+        causes.append(f"neighbourhoods of {m} rows cannot span the {dim} dimensions of {label}'s rows (the "
+                      f"neighbourhood covariances are singular): capture at least {2 * dim + 1} neighbourhood rows")
+    return causes
 
 
 def _direction_result(direction, rows) -> DirectionResult:
@@ -395,15 +464,11 @@ def _diagnostics(x, y, g, train, test, conditions, context) -> Diagnostics:
                          "features are nearly collinear, read fewer neurons or their principal components")
     k, m = context["n_eigenvectors"], context["neighbourhood_rows"]
     for label, dim in context["dims"].items():
-        if k is not None and dim >= k:
-            hints.append(f"intrinsic dimension of {label} ({dim}) is not below the diffusion map's {k} eigenvectors: "
-                         f"raise n_eigenvectors to at least {dim + 1}")
-        if m is not None and m <= dim:
-            hints.append(f"neighbourhoods of {m} rows cannot span {label}'s {dim} dimensions: capture at least "
-                         f"{2 * dim + 1} neighbourhood rows")
+        hints += [f"diffusion rung: {cause}" for cause in _diffusion_causes(label, dim, k, m)]
     dims = context["dims"]
     return Diagnostics(len(np.unique(g[train])), len(np.unique(g[test])), n, len(test), x.shape[1], y.shape[1],
-                       dict(conditions), dims.get("A"), dims.get("B"), k, m, tuple(hints))
+                       dict(conditions), dims.get("A"), dims.get("B"), k, m, context["neighbourhood_train_rows"],
+                       tuple(hints))
 
 
 def _finite_json(value):

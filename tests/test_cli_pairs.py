@@ -65,12 +65,15 @@ def test_a_users_pair_runs_from_the_command_line_with_record_and_report(user_fil
     assert asserted["activation_mse", "a->b"]["threshold"] == 1e-4
     # the ladder's verdict beside it: the network against itself is equivalent up to the identity
     assert record["result"]["info"]["verdict_up_to"] == "identity"
+    assert record["result"]["info"]["ladder"]["up_to"] == "identity"  # the verdict's to_dict(), diagnostics and all
+    assert record["result"]["info"]["ladder"]["diagnostics"]["width_a"] > 0
     (ladder,) = record["tables"]
     assert ladder["columns"][:5] == ["direction", "rung", "held-out rel. error", "null rel. error", "null ratio"]
     assert {row[1] for row in ladder["rows"]} == {"identity"}
     assert "Ladder of maps" in result.output
     html = (folder / "report.html").read_text()
     assert "Ladder of maps" in html and "held-out rel. error" in html
+    assert "<h2>Verdict</h2>" in html and "equivalent up to the identity" in html
 
 
 def test_bad_targets_are_clear_errors(user_file, tmp_path):

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._validation import as_finite_float64
+from .._validation import as_finite_float64, rows_fix
 from ..errors import ActivationError, FitConfigError, NotFittedError, TransformFileError
 
 FORMAT = "equivtest.map"
@@ -28,8 +28,8 @@ def check_rows(X, Y, groups=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``groups[i]`` names the input row i came from (a sentence, an image); ``None`` makes
     every row its own input.
     """
-    x = as_finite_float64(X, "rows of the source network (X)", ndim=2)
-    y = as_finite_float64(Y, "rows of the target network (Y)", ndim=2)
+    x = as_finite_float64(X, "rows of the source network (X)", ndim=2, fix=rows_fix)
+    y = as_finite_float64(Y, "rows of the target network (Y)", ndim=2, fix=rows_fix)
     if len(x) != len(y):
         raise ActivationError(
             f"X has {len(x)} rows and Y has {len(y)}; row i of both must come from the same input "
@@ -82,7 +82,7 @@ class Rung:
         """``None`` when this map can exist between layers of these widths, else why not."""
         if self.same_width and n_features_in != n_features_out:
             return (f"the {self.name} map needs layers of one width, got {n_features_in} and {n_features_out} "
-                    "features; use the diagonal, affine or nonlinear map, or read layers of the same width")
+                    "features; use the affine or nonlinear map, or read layers of the same width")
         return None
 
     def fit(self, X, Y, groups=None) -> "Rung":
@@ -100,7 +100,7 @@ class Rung:
     def predict(self, X) -> np.ndarray:
         """Rows of the target network predicted from rows ``X`` of the source network."""
         self._check_fitted()
-        x = as_finite_float64(X, "rows of the source network (X)", ndim=2)
+        x = as_finite_float64(X, "rows of the source network (X)", ndim=2, fix=rows_fix)
         if x.shape[1] != self.n_features_in_:
             raise ActivationError(f"X has {x.shape[1]} features but the {self.name} map was fitted on "
                                   f"{self.n_features_in_}; read the same layer and neurons as at fit time")

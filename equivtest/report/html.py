@@ -146,7 +146,7 @@ def _sweep_section(sweep: dict) -> tuple[str, dict]:
 
 
 def render(run: Path) -> str:
-    from ..record import RecordError, artefact_path, load_record
+    from ..record import RecordError, load_record
     from .sweep import SweepSchemaError
 
     run = Path(run)
@@ -166,25 +166,11 @@ def render(run: Path) -> str:
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['direction'])}</td>"
                     f"<td>{c['value']:.4g}</td><td>{threshold}</td><td class='{status}'>{status}</td>"
                     f"<td>{html.escape(c.get('detail', ''))}</td></tr>")
-    figures = ""
-    if sweep is None or "plots" in record.get("artefacts", {}):  # a sweep's record may have no plots of one fit
-        plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
-        arrays = load_plot_arrays(plots)
-        try:
-            drawn = _figures(arrays, names)
-        except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
-            raise RecordError(
-                f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
-            ) from None
-        figures = "<h2>Plots</h2>" + "".join(
-            f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
-            f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-            for key, title, caption, png in drawn
-        )
+    figures = _plots(run, record, names) if _has_plots(record) else ""
     from .tables import ResultTable
 
     tables = "".join(ResultTable.from_dict(t).to_html() for t in record.get("tables", []) if t != sweep_table)
-    tables = f"<h2>Suite tables</h2>{tables}" if tables else ""
+    tables = f"<h2>Tables</h2>{tables}" if tables else ""
     criteria = (f"<h2>Criteria</h2><table><tr><th>criterion</th><th>direction</th><th>value</th>"
                 f"<th>threshold</th><th>status</th><th>detail</th></tr>{''.join(rows)}</table>")
     verdict = "all asserted criteria met" if record["result"]["passed"] else "some criteria failed"
@@ -198,9 +184,46 @@ def render(run: Path) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{title}</h1><p>{html.escape(record['created'])} · suite {html.escape(str(record.get('suite')))} · "
-        f"<b>{verdict}</b></p>{sweep_html}{criteria}{tables}"
-        f"{figures}<h2>Run</h2><pre>{meta}</pre></body></html>"
+        f"<b>{verdict}</b></p>{sweep_html}{criteria}{_verdict(record)}{tables}"
+        f"{f'<h2>Plots</h2>{figures}' if figures else ''}<h2>Run</h2><pre>{meta}</pre></body></html>"
     )
+
+
+def _has_plots(record: dict) -> bool:
+    """A fit's run has plots; a verdict's own run (written by the pytest plugin) has none."""
+    return "plots" in record.get("artefacts", {}) or "transformation" in record.get("artefacts", {})
+
+
+def _plots(run: Path, record: dict, names) -> str:
+    from ..record import RecordError, artefact_path
+
+    plots = artefact_path(run, record, "plots", "plots.npz", must_exist=True)
+    arrays = load_plot_arrays(plots)
+    try:
+        drawn = _figures(arrays, names)
+    except (KeyError, IndexError, ValueError) as exc:  # arrays missing, or of shapes that do not fit together
+        raise RecordError(
+            f"{plots} does not hold the arrays the report draws ({exc!r}); rerun the suite for a new run folder"
+        ) from None
+    return "".join(
+        f"<figure id='{key}'><h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+        f"src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for key, title, caption, png in drawn
+    )
+
+
+def _verdict(record: dict) -> str:
+    """The ladder's verdict and its diagnostics' hints, where the run has one (``result.info``)."""
+    info = record["result"].get("info")
+    text = info.get("verdict") if isinstance(info, dict) else None
+    if not isinstance(text, str):
+        return ""
+    ladder = info.get("ladder")
+    diagnostics = ladder.get("diagnostics") if isinstance(ladder, dict) else None
+    hints = diagnostics.get("hints") if isinstance(diagnostics, dict) else None
+    items = "".join(f"<li>{html.escape(h)}</li>" for h in hints if isinstance(h, str)) if isinstance(hints, list) else ""
+    return (f"<h2>Verdict</h2><p id='verdict'><b>{html.escape(text)}</b></p>"
+            + (f"<p>What the data allows, and the fix where it does not:</p><ul>{items}</ul>" if items else ""))
 
 
 def write_html(run: Path) -> Path:

@@ -288,3 +288,76 @@ def test_minilm_verdicts_through_the_one_path_with_stitched_agreement():
     verdict = equivtest.ladder_verdict(shuffled, list(sentences), rungs=rungs)
     _report("shuffled (1 path)", verdict)
     assert verdict.kind == "not_equivalent", verdict.text
+
+
+# -- the issue's setting: the diffusion-map rung is undecidable there, and says why ---------------
+ISSUE_TRAIN, ISSUE_HELDOUT = 24, 60  # sentences: 24 x 16 positions = 384 rows with neighbourhoods
+
+
+def issue_setting_verdict(ladder_rungs, stop_at_pass=False):
+    """The model against itself at ``encoder.layer.3.attention.self.value`` (384 wide): neighbourhoods
+    of 64 at delta 0.05 on 16 positions of each of 24 training sentences, 60 held-out sentences, the
+    fixed 10-class head on the mean-pooled output for the stitched agreement."""
+    import equivtest
+    from equivtest.adapters.hf import HFNetwork, Positions
+    from equivtest.sampling import GaussianNeighbourhood
+
+    from transformers import BertModel
+
+    from equivtest_thesis.zoo.text import minilm_dir, minilm_tokenizer
+
+    base, tokenizer = BertModel.from_pretrained(str(minilm_dir())).eval(), minilm_tokenizer()
+    sentences = _issue_sentences()
+    net = HFNetwork(base, f"{LAYER}.attention.self.value", "text", tokenizer=tokenizer, predict=_head())
+    pairing = Positions(neighbourhood=GaussianNeighbourhood(64, 0.05), positions=16, align="trim")
+    pair = equivtest.NetworkPair(net, net, name="minilm-self", names=("minilm", "minilm-again"), pairing=pairing)
+    return equivtest.ladder_verdict(pair, sentences, rungs=ladder_rungs, heldout=ISSUE_HELDOUT / len(sentences),
+                                    stop_at_pass=stop_at_pass)
+
+
+def _issue_sentences():
+    from equivtest_thesis.zoo.text_data import polarity_splits
+
+    return list(polarity_splits(seed=0)[2].sentences[: ISSUE_TRAIN + ISSUE_HELDOUT])
+
+
+@pytest.mark.slow
+def test_the_diffusion_rung_is_undecidable_on_the_issue_setting_and_the_rigid_rungs_decide():
+    """The rigid rungs find the identity in both directions; the diffusion-map rung's positive
+    control fails (the model against itself), and its reason names the estimated intrinsic
+    dimension against the 20 eigenvectors and the neighbourhood size.
+
+    Measured (2026-12-03, OMP_NUM_THREADS=1, 2 cores shared with other jobs at load 10-14): 569
+    training rows of 24 sentences, 1,543 held-out rows of 60; 343 rows with neighbourhoods of 64
+    (16 positions, fewer in short sentences); intrinsic dimension 118 (local PCA) for both sides.
+    Identity, permutation, orthogonal and diagonal: held-out relative error 0 (orthogonal 5e-27),
+    stitched agreement 1.0 both ways. Diffusion rung: control relative error 3.4e3 (A) and 2.3e3
+    (B), null ratio 31 and 40, the pair's own 1.4e3 and 2.3e3, stitched agreement 0.08 and 0.15
+    (chance 0.10): undecidable. 459 s wall, 85 s of CPU, peak RSS 1.37 GB."""
+    import time
+
+    from equivtest.maps import DiffusionMap
+
+    start = time.perf_counter()
+    verdict = issue_setting_verdict(("identity", "permutation", "orthogonal", "diagonal", DiffusionMap(20)))
+    elapsed = time.perf_counter() - start
+    diag = verdict.diagnostics
+    print(f"\n{elapsed:.0f} s; {diag.rows_train} training rows of {diag.inputs_train} sentences, {diag.rows_heldout} "
+          f"held-out rows of {diag.inputs_heldout}; {diag.neighbourhood_train_rows} rows with neighbourhoods of "
+          f"{diag.neighbourhood_rows}; intrinsic dimension {diag.intrinsic_dim_a}/{diag.intrinsic_dim_b}")
+    _report("issue setting", verdict)
+    assert diag.inputs_train == ISSUE_TRAIN and diag.inputs_heldout == ISSUE_HELDOUT
+    assert diag.neighbourhood_rows == 64 and diag.n_eigenvectors == 20
+    assert 300 < diag.neighbourhood_train_rows <= ISSUE_TRAIN * 16  # 16 positions, fewer in short sentences
+    assert verdict.kind == "equivalent" and verdict.up_to == "identity", verdict.text
+    for direction in ("a->b", "b->a"):
+        identity = verdict.row(direction, "identity")
+        assert identity.passed and identity.heldout_rel_error == 0.0 and identity.stitched == 1.0, identity
+        row = verdict.row(direction, "diffusion")
+        print(f"diffusion {direction}: held-out rel. error {row.heldout_rel_error:.3g}, control "
+              f"{row.control_rel_error:.3g}, stitched {row.stitched}\n  {row.reason}")
+        assert not row.decidable and not row.passed, row  # undecidable, not "not equivalent"
+        assert row.control_rel_error > 1e-3
+        assert f"intrinsic dimension of {direction[0].upper()}'s rows" in row.reason
+        assert "20 eigenvectors" in row.reason and "neighbourhoods of 64 rows" in row.reason
+    assert diag.intrinsic_dim_a >= 20
