@@ -1,0 +1,69 @@
+"""The ladder of maps beside the thesis's method, and the figures each suite guards as baselines.
+
+Every suite runs :func:`equivtest.runner.ladder_beside` on its pair and its own held-out
+inputs after the thesis's transformation (which it leaves as it was), so the terminal, the
+run record and the HTML page show which rung carries the layer. The ``ci`` profile stops
+at the affine rung: the nonlinear rung (kernel ridge with cross-validation) takes 10-40 s
+per slice length or suite on two cores, where the rigid and affine rungs take seconds; the
+``full`` profile runs the whole default ladder.
+
+:func:`figures` gathers what a suite's pytest file guards with a figures-only baseline
+(``equivtest_baseline(None, figures(...), tolerances=TOLERANCES)``): its agreement figures
+and, per direction, the ladder's held-out relative error and stitched score.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from equivtest.baseline import Tolerance
+from equivtest.criteria import Criterion, EquivalenceResult
+
+CI_RUNGS = ("identity", "permutation", "orthogonal", "diagonal", "affine")
+CI_NOTE = ("Profile ci: rungs up to affine; the nonlinear rung (10-40 s per fit on two cores) runs in the full "
+           "profile. The stitched score is measured on the held-out quarter of the suite's test inputs.")
+FULL_NOTE = "The stitched score is measured on the held-out quarter of the suite's test inputs."
+
+# How far a guarded figure may move the bad way before the suite fails (an improvement never
+# fails). Shares of test inputs (agreement, accuracy drop, the stitched score): 0.01, a few
+# answers that a network retrained on another CPU may flip. Relative errors: 50% (and 1e-9
+# absolute, for suite 1d's 1e-10 figures), like the 1d baseline's slack for retraining.
+TOLERANCES = {
+    "default": Tolerance(worse_by=0.0, atol=0.01),
+    "ladder_rel_error": Tolerance(worse_by=0.5, atol=1e-9),
+}
+
+
+def profile_rungs(profile: str) -> tuple[tuple[str, ...] | None, str]:
+    """The rungs a profile runs (None: the default ladder) and the note its table carries."""
+    return (CI_RUNGS, CI_NOTE) if profile == "ci" else (None, FULL_NOTE)
+
+
+def deciding_row(verdict, direction: str):
+    """The rung that decided ``direction``: the one that passed, else the last one fitted."""
+    rows = [r for r in verdict.rows if r.direction == direction and r.heldout_rel_error is not None]
+    if not rows:
+        raise ValueError(f"the ladder fitted no rung in direction {direction!r}")
+    return next((r for r in rows if r.passed), rows[-1])
+
+
+def ladder_criteria(verdict) -> list[Criterion]:
+    """Per direction, the deciding rung's held-out relative error and stitched score."""
+    out = []
+    for direction in ("a->b", "b->a"):
+        row = deciding_row(verdict, direction)
+        stitched = float("nan") if row.stitched is None else float(row.stitched)
+        out += [Criterion("ladder_rel_error", direction, float(row.heldout_rel_error), None, False, row.rung),
+                Criterion("ladder_stitched", direction, stitched, None, True, row.rung)]
+    return out
+
+
+def figures(pair: str, result: EquivalenceResult, names: Iterable[str], verdict=None) -> EquivalenceResult:
+    """A figures-only result: ``result``'s criteria called ``names`` (every direction), and
+    the ladder's figures when a ``verdict`` is given."""
+    names = set(names)
+    chosen = [c for c in result.criteria if c.name in names]
+    missing = names - {c.name for c in chosen}
+    if missing:
+        raise KeyError(f"result {result.pair!r} has no criteria {sorted(missing)}")
+    return EquivalenceResult(pair, chosen + (ladder_criteria(verdict) if verdict is not None else []))
