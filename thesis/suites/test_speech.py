@@ -8,7 +8,7 @@ from the command line.
 
 import pytest
 
-from equivtest_thesis.experiments import speech
+from equivtest_thesis.experiments import ladder, speech
 
 pytestmark = pytest.mark.slow
 AGREEMENT = "Transcript agreement of the stitched network with its target (cf. thesis section 4.3)"
@@ -17,8 +17,8 @@ WER_BOUND = 0.75
 
 
 @pytest.fixture(scope="module")
-def outcome():
-    return speech.run(profile="ci", report_dir=None)
+def outcome(request):
+    return speech.run(profile="ci", report_dir=request.config.getoption("equivtest_report_dir"))
 
 
 def _tables(outcome):
@@ -64,3 +64,18 @@ def test_speech_example_table_like_table_4_3(outcome):
     assert all(isinstance(cell, str) for row in examples.rows for cell in row)
     # every stitched transcript was produced and scored against the target's own
     assert all(row["test utterances"] == speech.PROFILES["ci"]["n_test"] for row in _rows(outcome))
+
+
+def test_speech_agreement_and_the_ladder_hold_against_their_baseline(outcome, equivtest_baseline):
+    # a regression fails (an improvement does not): word agreement and exact transcripts per
+    # direction, and the ladder's held-out relative error and stitched transcript agreement
+    figures = ladder.figures("speech", outcome.results[0], ["word_agreement", "agreement"], outcome.verdicts[0])
+    equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)
+
+
+def test_speech_ladder_is_decided_in_both_directions(outcome):
+    (verdict,) = outcome.verdicts
+    assert outcome.results[0].info["verdict_kind"] == verdict.kind
+    for direction in ("a->b", "b->a"):
+        row = ladder.deciding_row(verdict, direction)
+        assert row.decidable and row.control_rel_error < 1e-3, row

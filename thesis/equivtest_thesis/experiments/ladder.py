@@ -5,7 +5,8 @@ inputs after the thesis's transformation (which it leaves as it was), so the ter
 run record and the HTML page show which rung carries the layer. The ``ci`` profile stops
 at the affine rung: the nonlinear rung (kernel ridge with cross-validation) takes 10-40 s
 per slice length or suite on two cores, where the rigid and affine rungs take seconds; the
-``full`` profile runs the whole default ladder.
+``full`` profile runs the whole default ladder. The speech suites' ``smoke`` profile (12
+test utterances, fewer than the 20 the ladder needs to hold out 5) runs none.
 
 :func:`figures` gathers what a suite's pytest file guards with a figures-only baseline
 (``equivtest_baseline(None, figures(...), tolerances=TOLERANCES)``): its agreement figures
@@ -14,10 +15,12 @@ and, per direction, the ladder's held-out relative error and stitched score.
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 from equivtest.baseline import Tolerance
 from equivtest.criteria import Criterion, EquivalenceResult
+from equivtest.runner import ladder_beside
 
 CI_RUNGS = ("identity", "permutation", "orthogonal", "diagonal", "affine")
 CI_NOTE = ("Profile ci: rungs up to affine; the nonlinear rung (10-40 s per fit on two cores) runs in the full "
@@ -37,6 +40,19 @@ TOLERANCES = {
 def profile_rungs(profile: str) -> tuple[tuple[str, ...] | None, str]:
     """The rungs a profile runs (None: the default ladder) and the note its table carries."""
     return (CI_RUNGS, CI_NOTE) if profile == "ci" else (None, FULL_NOTE)
+
+
+def beside(pair, inputs, result: EquivalenceResult, profile: str, timings: dict, *, label: str | None = None,
+           stage=None) -> tuple[EquivalenceResult, list, list]:
+    """The ladder for ``profile`` after the thesis's method: ``(result, tables, verdicts)``, the
+    result with the verdict in its info; ``timings`` gets ``ladder_s`` (or ``ladder_LABEL_s``)."""
+    if profile == "smoke":
+        return result, [], []
+    rungs, note = profile_rungs(profile)
+    t = time.perf_counter()
+    result, table, verdict = ladder_beside(pair, inputs, result, rungs=rungs, label=label, note=note, stage=stage)
+    timings[f"ladder_{label.replace('=', '')}_s" if label else "ladder_s"] = time.perf_counter() - t
+    return result, [table], [verdict]
 
 
 def deciding_row(verdict, direction: str):

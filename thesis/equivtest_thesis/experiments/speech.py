@@ -20,6 +20,10 @@ Criteria: ``word_agreement`` (1 - WER of the stitched network's transcript again
 target's own) and ``agreement`` (exact transcript match), per direction, beside the
 thesis's 0.8969 (into Wav2Vec2) and 0.6971 (into Speech2Text2); its threshold is the
 thesis's figure. Tables also give each network's WER on the held-out phrases.
+
+Beside it, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the same test
+utterances: every position a row, paired through the same ``Positions`` (trimmed), split by
+utterance; its stitched score is the share of identical transcripts on the held-out quarter.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from equivtest.pairs import NetworkPair
 from equivtest.report.tables import ResultTable
 from equivtest.sampling import GaussianNeighbourhood
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "speech"
 TITLE = "Experiment 3: Wav2Vec2 CTC vs. Speech2Text encoder-decoder recognisers, both directions"
@@ -96,10 +101,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
     with torch_threads(1):  # one utterance at a time: a second thread only waits on a busy 2-core machine
-        return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b)
+        return _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b)
 
 
-def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
+def _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
     from equivtest.record import write_run
     from ..zoo.speech_phrases import speech_set
 
@@ -116,10 +121,13 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOu
     result = fitted.evaluate(test.audio, stage=stage)
     result = result.with_thresholds({"word_agreement": THESIS})
     timings.update(fitted.timings)
-    timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, answers_by_direction(result), test)
+    # the ladder after the thesis's method, whose figures it leaves as they were
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test.audio, result, profile, timings, stage=stage)
+    timings["total_s"] = time.perf_counter() - t0
+    tables += ladder_tables
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []
-    return ExperimentOutcome([result], tables, records, timings)
+    return ExperimentOutcome([result], tables, records, timings, verdicts)
 
 
 def _shuffled_wer(own: list) -> float:

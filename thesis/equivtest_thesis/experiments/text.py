@@ -21,6 +21,10 @@ target's majority-class share on the same test inputs (what a constant network g
 "passed" means better than a network that ignores its input; the thesis's figures
 (0.966 into XLNet, 0.892 into RoBERTa) stand beside it, measured there on LibriSpeech
 transcripts on which the target predicted only 6-7% (XLNet) and 39-40% (RoBERTa) positive.
+
+Beside it, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the same test
+sentences: every position of each sentence a row, paired through the same ``Positions``
+(trimmed), split by sentence, stitched on the held-out quarter of the sentences.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from equivtest.report.tables import ResultTable
 from equivtest.sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "text"
 TITLE = "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both directions"
@@ -91,10 +96,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
     with torch_threads(1):  # one input at a time: a second thread only waits (and slows shared machines)
-        return _run(cfg, report_dir, stage, source, seed, t0)
+        return _run(cfg, profile, report_dir, stage, source, seed, t0)
 
 
-def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
+def _run(cfg, profile, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     from equivtest.record import write_run
     from ..zoo.text_data import polarity_splits
 
@@ -113,12 +118,15 @@ def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     majority = {d: majority_share(o["own"]) for d, o in answers.items()}
     result = result.with_thresholds({"agreement": majority})
     timings.update(fitted.timings)
-    timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, answers, test_sentences, test_labels, cfg, majority)
+    # the ladder after the thesis's method, whose figures it leaves as they were
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test_sentences, result, profile, timings, stage=stage)
+    timings["total_s"] = time.perf_counter() - t0
+    tables += ladder_tables
     records = []
     if report_dir is not None:
         records.append(write_run(fitted, result, report_dir, suite=NAME, tables=tables))
-    return ExperimentOutcome([result], tables, records, timings)
+    return ExperimentOutcome([result], tables, records, timings, verdicts)
 
 
 def _tables(p, fitted, result, answers, sentences, labels, cfg, majority):
