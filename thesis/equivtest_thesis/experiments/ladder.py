@@ -3,7 +3,7 @@
 Every suite runs :func:`equivtest.runner.ladder_beside` on its pair and its own held-out
 inputs after the thesis's transformation (which it leaves as it was), so the terminal, the
 run record and the HTML page show which rung carries the layer. The ``ci`` profile stops
-at the affine rung: the nonlinear rung (kernel ridge with cross-validation) takes 10-40 s
+at the affine rung: the nonlinear rung (kernel ridge with cross-validation) takes 8-70 s
 per slice length or suite on two cores, where the rigid and affine rungs take seconds; the
 ``full`` profile runs the whole default ladder. The speech suites' ``smoke`` profile (12
 test utterances, fewer than the 20 the ladder needs to hold out 5) runs none.
@@ -23,7 +23,7 @@ from equivtest.criteria import Criterion, EquivalenceResult
 from equivtest.runner import ladder_beside
 
 CI_RUNGS = ("identity", "permutation", "orthogonal", "diagonal", "affine")
-CI_NOTE = ("Profile ci: rungs up to affine; the nonlinear rung (10-40 s per fit on two cores) runs in the full "
+CI_NOTE = ("Profile ci: rungs up to affine; the nonlinear rung (8-70 s per ladder on two cores) runs in the full "
            "profile. The stitched score is measured on the held-out quarter of the suite's test inputs.")
 FULL_NOTE = "The stitched score is measured on the held-out quarter of the suite's test inputs."
 
