@@ -2,11 +2,12 @@
 
 Every suite runs :func:`equivtest.runner.ladder_beside` on its pair and its own held-out
 inputs after the thesis's transformation (which it leaves as it was), so the terminal, the
-run record and the HTML page show which rung carries the layer. The ``ci`` profile stops
-at the affine rung: the nonlinear rung (kernel ridge with cross-validation) takes 8-70 s
-per slice length or suite on two cores, where the rigid and affine rungs take seconds; the
-``full`` profile runs the whole default ladder. The speech suites' ``smoke`` profile (12
-test utterances, fewer than the 20 the ladder needs to hold out 5) runs none.
+run record and the HTML page show which rung carries the layer. Each profile names its
+rungs under ``"ladder"``: ``ci`` stops at the affine rung (:data:`CI_RUNGS`; the nonlinear
+rung, kernel ridge with cross-validation, takes 8-70 s per slice length or suite on two
+cores, where the rigid and affine rungs take seconds), ``full`` runs the whole default
+ladder (:data:`FULL_RUNGS`), and a profile without the key runs none (the speech suites'
+``smoke``: 12 test utterances, fewer than the 20 the ladder needs to hold out 5).
 
 :func:`figures` gathers what a suite's pytest file guards with a figures-only baseline
 (``equivtest_baseline(None, figures(...), tolerances=TOLERANCES)``): its agreement figures
@@ -20,9 +21,11 @@ from typing import Iterable
 
 from equivtest.baseline import Tolerance
 from equivtest.criteria import Criterion, EquivalenceResult
+from equivtest.maps import LADDER
 from equivtest.runner import ladder_beside
 
 CI_RUNGS = ("identity", "permutation", "orthogonal", "diagonal", "affine")
+FULL_RUNGS = LADDER
 CI_NOTE = ("Profile ci: rungs up to affine; the nonlinear rung (8-70 s per ladder on two cores) runs in the full "
            "profile. The stitched score is measured on the held-out quarter of the suite's test inputs.")
 FULL_NOTE = "The stitched score is measured on the held-out quarter of the suite's test inputs."
@@ -37,18 +40,14 @@ TOLERANCES = {
 }
 
 
-def profile_rungs(profile: str) -> tuple[tuple[str, ...] | None, str]:
-    """The rungs a profile runs (None: the default ladder) and the note its table carries."""
-    return (CI_RUNGS, CI_NOTE) if profile == "ci" else (None, FULL_NOTE)
-
-
-def beside(pair, inputs, result: EquivalenceResult, profile: str, timings: dict, *, label: str | None = None,
+def beside(pair, inputs, result: EquivalenceResult, rungs, timings: dict, *, label: str | None = None,
            stage=None) -> tuple[EquivalenceResult, list, list]:
-    """The ladder for ``profile`` after the thesis's method: ``(result, tables, verdicts)``, the
-    result with the verdict in its info; ``timings`` gets ``ladder_s`` (or ``ladder_LABEL_s``)."""
-    if profile == "smoke":
+    """The ladder on ``rungs`` (a profile's ``"ladder"``; None: none) after the thesis's method:
+    ``(result, tables, verdicts)``, the result with the verdict in its info; ``timings`` gets
+    ``ladder_s`` (or ``ladder_LABEL_s``)."""
+    if rungs is None:
         return result, [], []
-    rungs, note = profile_rungs(profile)
+    note = FULL_NOTE if "nonlinear" in rungs else CI_NOTE
     t = time.perf_counter()
     result, table, verdict = ladder_beside(pair, inputs, result, rungs=rungs, label=label, note=note, stage=stage)
     timings[f"ladder_{label.replace('=', '')}_s" if label else "ladder_s"] = time.perf_counter() - t

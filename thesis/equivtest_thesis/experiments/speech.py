@@ -53,10 +53,10 @@ PROFILES = {
               "n_eigenvectors": 10},
     # CI: recognisers trained on 1,600 phrases; 32 samples, 100 held-out test utterances
     "ci": {"n_train": 1600, "n_samples": 32, "neighbourhood": 100, "positions": 64, "n_test": 100,
-           "n_eigenvectors": 50},
+           "n_eigenvectors": 50, "ladder": ladder.CI_RUNGS},
     # the thesis's 128 samples; 400 test utterances
     "full": {"n_train": 1600, "n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 400,
-             "n_eigenvectors": 50},
+             "n_eigenvectors": 50, "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 # each encoder's output (after its final layer norm): what the CTC head and the decoder read.
@@ -101,10 +101,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
     with torch_threads(1):  # one utterance at a time: a second thread only waits on a busy 2-core machine
-        return _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b)
+        return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b)
 
 
-def _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
+def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
     from equivtest.record import write_run
     from ..zoo.speech_phrases import speech_set
 
@@ -123,7 +123,8 @@ def _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b) -> Exp
     timings.update(fitted.timings)
     tables = _tables(p, fitted, result, answers_by_direction(result), test)
     # the ladder after the thesis's method, whose figures it leaves as they were
-    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test.audio, result, profile, timings, stage=stage)
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test.audio, result, cfg.get("ladder"), timings,
+                                                    stage=stage)
     timings["total_s"] = time.perf_counter() - t0
     tables += ladder_tables
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []

@@ -61,12 +61,12 @@ PROFILES = {
               "n_eigenvectors": 10, "epsilon_k": 10},
     # CI: the thesis's 128 samples (B has about 6 tokens per phrase: 833 rows), 200 test phrases
     "ci": {"n_train": 1600, "n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 200,
-           "n_eigenvectors": 200},
+           "n_eigenvectors": 200, "ladder": ladder.CI_RUNGS},
     # full: a recogniser trained on 6,400 phrases (validation WER 0.075, against 0.565 on 1,600; about 12 min
     # on one thread into an empty cache), so that the target's labels rest on nearly the words spoken;
     # 500 samples (about 2,900 rows) and 400 eigenvectors
     "full": {"n_train": 6400, "n_samples": 500, "neighbourhood": 100, "positions": 64, "n_test": 800,
-             "n_eigenvectors": 400},
+             "n_eigenvectors": 400, "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 LAYERS = {"asr": "wav2vec2.encoder.layer_norm", "text": "transformer.word_embedding"}
@@ -147,10 +147,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     cfg["epsilon_k"] = PROFILES[profile].get("epsilon_k", settings["epsilon_k"])
     t0 = time.perf_counter()
     with torch_threads(1):  # one input at a time: a second thread only waits on a busy 2-core machine
-        return _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b)
+        return _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b)
 
 
-def _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
+def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOutcome:
     from equivtest.record import write_run
     from ..zoo.speech_phrases import speech_set
 
@@ -180,8 +180,8 @@ def _run(cfg, profile, report_dir, stage, source, seed, t0, hub_a, hub_b) -> Exp
     timings.update(fitted.timings)
     tables = _tables(p, fitted, result, out, test, kept, transcripts, constant, spoken, f"{cfg['protocol']} ({align})")
     # the ladder after the thesis's method, whose figures it leaves as they were
-    result, ladder_tables, verdicts = ladder.beside(fitted.pair, [test.audio[i] for i in kept], result, profile,
-                                                    timings, stage=stage)
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, [test.audio[i] for i in kept], result,
+                                                    cfg.get("ladder"), timings, stage=stage)
     timings["total_s"] = time.perf_counter() - t0
     tables += ladder_tables
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []

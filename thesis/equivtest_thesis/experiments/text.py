@@ -50,9 +50,11 @@ TITLE = "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both
 THESIS = {"agreement": {"into XLNet": 0.966, "into RoBERTa": 0.892}, "positive": {"XLNet": 0.068, "RoBERTa": 0.392}}
 PROFILES = {
     # CI: fewer samples and test sentences than the thesis (under 10 min on 2 cores, training included)
-    "ci": {"n_samples": 64, "neighbourhood": 100, "positions": 64, "n_test": 200, "n_eigenvectors": 50},
+    "ci": {"n_samples": 64, "neighbourhood": 100, "positions": 64, "n_test": 200, "n_eigenvectors": 50,
+           "ladder": ladder.CI_RUNGS},
     # the thesis's sizes: 128 samples, 500 test inputs
-    "full": {"n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 500, "n_eigenvectors": 50},
+    "full": {"n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 500, "n_eigenvectors": 50,
+             "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 # All features of both layers (64 and 384). The thesis kept 24 equidistant features and filled
@@ -96,10 +98,10 @@ def run(*, profile: str = "ci", report_dir=None, stage=None, null_shuffles: int 
     cfg = PROFILES[profile]
     t0 = time.perf_counter()
     with torch_threads(1):  # one input at a time: a second thread only waits (and slows shared machines)
-        return _run(cfg, profile, report_dir, stage, source, seed, t0)
+        return _run(cfg, report_dir, stage, source, seed, t0)
 
 
-def _run(cfg, profile, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
+def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     from equivtest.record import write_run
     from ..zoo.text_data import polarity_splits
 
@@ -120,7 +122,8 @@ def _run(cfg, profile, report_dir, stage, source, seed, t0) -> ExperimentOutcome
     timings.update(fitted.timings)
     tables = _tables(p, fitted, result, answers, test_sentences, test_labels, cfg, majority)
     # the ladder after the thesis's method, whose figures it leaves as they were
-    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test_sentences, result, profile, timings, stage=stage)
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test_sentences, result, cfg.get("ladder"), timings,
+                                                    stage=stage)
     timings["total_s"] = time.perf_counter() - t0
     tables += ladder_tables
     records = []

@@ -55,8 +55,10 @@ LAYERS = {
     "transformer": dict(path="encoder", layout="bsf", neurons=slice(None, None, 4)),
 }
 PROFILES = {
-    "ci": {"samples": 200, "max_rows": 2000, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 40},
-    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 40},
+    "ci": {"samples": 200, "max_rows": 2000, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 40,
+           "ladder": ladder.CI_RUNGS},
+    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 40,
+             "ladder": ladder.FULL_RUNGS},
 }
 # Departures from the thesis's fit, each measured (README, suite vibration):
 # - a covariance ridge of 1 (median per-feature variance): without it the LSTM's
@@ -228,9 +230,9 @@ def run(
         result = result.with_thresholds({**THRESHOLDS, "accuracy_drop": drop_thresholds(p)})
         # the ladder after the thesis's method, whose figures it leaves as they were
         result, ladder_tables[p], verdicts[p] = ladder.beside(
-            pair(p, lstm, transformer, info["networks"], splits.noise_snr_db), test_x, result, profile, timings,
-            label=f"p={p}", stage=stage)
-        t += timings[f"ladder_p{p}_s"]  # p{p}_s: the thesis's method alone
+            pair(p, lstm, transformer, info["networks"], splits.noise_snr_db), test_x, result,
+            settings.get("ladder"), timings, label=f"p={p}", stage=stage)
+        t += timings.get(f"ladder_p{p}_s", 0.0)  # p{p}_s: the thesis's method alone
         if report_dir is not None:
             records.append(write_run(fitted, result, report_dir, suite=NAME, name=f"{NAME}-p{p}",
                                      tables=_tables(fit_rows, len(test_y), balance, profile) + ladder_tables[p]))
