@@ -418,7 +418,8 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
         _recover(folder, name)
         if not json_path.exists():
             _write(folder, name, fitted, result)
-            return BaselineOutcome("created", [f"no baseline existed; wrote {json_path} and {npz_path.name}"], json_path)
+            wrote = f"{json_path} and {npz_path.name}" if fitted is not None else f"{json_path} (figures only)"
+            return BaselineOutcome("created", [f"no baseline existed; wrote {wrote}"], json_path)
     try:
         baseline, npz_bytes = _read_pair(json_path)
         problems = compare(baseline, result, tolerances)

@@ -23,7 +23,8 @@ class _Fitted:
 
 
 def test_figures_only_baseline_is_the_json_alone(tmp_path):
-    assert check_baseline(tmp_path, "f", None, figures(0.9)).status == "created"
+    created = check_baseline(tmp_path, "f", None, figures(0.9))
+    assert created.status == "created" and created.messages[0].endswith("f.json (figures only)")
     assert (tmp_path / "f.json").exists() and not (tmp_path / "f.npz").exists()
     assert read_baseline(tmp_path / "f.json")["transformation"] is None
     assert check_baseline(tmp_path, "f", None, figures(0.9)).status == "passed"

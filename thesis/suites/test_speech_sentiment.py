@@ -55,8 +55,12 @@ def test_speech_sentiment_agreement_and_the_ladder_hold_against_their_baseline(o
     equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)
 
 
-def test_speech_sentiment_ladder_is_decided_in_both_directions(outcome):
+def test_speech_sentiment_ladder_finds_no_map_from_speech_into_xlnet(outcome):
+    # measured (ci, rungs up to affine, 200 kept test utterances, positions paired by the CTC
+    # alignment): the affine map leaves 0.90 of XLNet's embedding variance (into A: 0.80), while
+    # each network through the same map to itself passes its positive control
     (verdict,) = outcome.verdicts
+    assert verdict.kind == "not_equivalent", verdict.text
     assert outcome.results[0].info["verdict_kind"] == verdict.kind
     for direction in ("a->b", "b->a"):
         row = ladder.deciding_row(verdict, direction)
