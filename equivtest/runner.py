@@ -64,7 +64,8 @@ def run_experiment(
         result, table, verdict = ladder_beside(pair, experiment.ladder_inputs(), result,
                                                rungs=getattr(experiment, "LADDER_RUNGS", None), stage=stage)
         tables, verdicts = [table], [verdict]
-    records = [write_run(fitted, result, report_dir, suite=experiment.NAME, tables=tables)] if report_dir is not None else []
+    records = [] if report_dir is None else [write_run(fitted, result, report_dir, suite=experiment.NAME,
+                                                       tables=tables)]
     return ExperimentOutcome([result], tables, records=records, timings=dict(fitted.timings), verdicts=verdicts)
 
 
