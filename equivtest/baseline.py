@@ -15,6 +15,11 @@ interrupted write: a pending npz whose hash the JSON names is moved into place, 
 other pending npz and any temporary file of the pair are deleted. So a reader sees
 the old pair or the new one, whatever process died at whatever point. The format and
 what its checksums do and do not protect against: docs/formats.md.
+
+A baseline may also hold **figures only** (``fitted=None``): the JSON alone, its
+``transformation`` null, for figures that come from no single fitted transformation (a
+suite's agreement over several fits, a ladder's verdict). It is written, verified,
+compared and regenerated the same way; there is no stored map to apply.
 """
 
 from __future__ import annotations
@@ -166,10 +171,19 @@ def _criterion_entry(c) -> dict:
     return {"name": c.name, "direction": c.direction, "value": float(c.value), "higher_is_better": c.higher_is_better}
 
 
-def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
-    """The transaction itself (call with the folder locked and recovered)."""
+def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path | None]:
+    """The transaction itself (call with the folder locked and recovered); ``fitted=None``
+    writes a figures-only baseline (the JSON alone; a stale npz of the name is removed)."""
     json_path, npz_path = baseline_paths(folder, name)
     criteria = [_criterion_entry(c) for c in result.criteria]
+    if fitted is None:
+        payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria,
+                   "transformation": None}
+        _commit_json(json_path, payload)
+        npz_path.unlink(missing_ok=True)
+        _fsync_dir(folder)
+        _step("done")
+        return json_path, None
     pending = _pending(folder, name)
     try:
         fitted.transformation.save(pending)
@@ -177,11 +191,7 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
         _step("staged")
         payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria,
                    "transformation": {"file": npz_path.name, "sha256": digest}}
-        document = {**payload, "sha256": _checksum(payload)}
-        signature = sign(payload)
-        if signature is not None:
-            document["hmac_sha256"] = signature
-        atomic_write_bytes(json_path, json.dumps(document, indent=2).encode())
+        _commit_json(json_path, payload)
     except BaseException:
         pending.unlink(missing_ok=True)  # not committed: the old pair stands
         raise
@@ -193,8 +203,17 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
     return json_path, npz_path
 
 
-def write_baseline(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
-    """Write ``NAME.json`` and ``NAME.npz`` as one transaction (see the module's docstring)."""
+def _commit_json(json_path: Path, payload: dict) -> None:
+    document = {**payload, "sha256": _checksum(payload)}
+    signature = sign(payload)
+    if signature is not None:
+        document["hmac_sha256"] = signature
+    atomic_write_bytes(json_path, json.dumps(document, indent=2).encode())
+
+
+def write_baseline(folder: Path, name: str, fitted, result) -> tuple[Path, Path | None]:
+    """Write ``NAME.json`` and ``NAME.npz`` as one transaction (see the module's docstring);
+    ``fitted=None``: the JSON alone (figures only)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
@@ -228,6 +247,8 @@ def _verified_json(json_path: Path) -> dict:
                     and isinstance(c["higher_is_better"], bool)):
                 raise TypeError(f"criterion {c!r} has a field of the wrong type")
         transformation = data["transformation"]
+        if transformation is None:  # figures only
+            return data
         if transformation["file"] != Path(json_path).with_suffix(".npz").name:
             raise ValueError(f"it names the transformation file {transformation['file']!r}")
         if not (isinstance(transformation["sha256"], str) and len(transformation["sha256"]) == 64):
@@ -237,9 +258,10 @@ def _verified_json(json_path: Path) -> dict:
     return data
 
 
-def _read_pair(json_path: Path) -> tuple[dict, bytes]:
+def _read_pair(json_path: Path) -> tuple[dict, bytes | None]:
     """The baseline's JSON, verified, and the bytes of its npz, checked against the hash the
-    JSON records; both read under the folder's lock, so they belong to one write."""
+    JSON records; both read under the folder's lock, so they belong to one write. A
+    figures-only baseline gives ``None`` for the bytes."""
     json_path = Path(json_path)
     folder, name = json_path.parent, json_path.name.removesuffix(".json")
     fix = f"regenerate the baseline with {REGEN}"
@@ -248,6 +270,8 @@ def _read_pair(json_path: Path) -> tuple[dict, bytes]:
     with _locked(folder):
         _recover(folder, name)
         data = _verified_json(json_path)
+        if data["transformation"] is None:  # figures only
+            return data, None
         npz_path = folder / data["transformation"]["file"]
         try:
             npz = npz_path.read_bytes()
@@ -385,7 +409,8 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
 
     The stored transformation is applied to the networks' current test activations
     (``result.arrays``) as well; the pytest fixture refuses a result without arrays, so
-    that check never drops out there."""
+    that check never drops out there. ``fitted=None`` checks a figures-only baseline: the
+    criteria alone; a baseline and a check must agree on whether a transformation is held."""
     folder = Path(folder)
     json_path, npz_path = baseline_paths(folder, name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -393,11 +418,16 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
         _recover(folder, name)
         if not json_path.exists():
             _write(folder, name, fitted, result)
-            return BaselineOutcome("created", [f"no baseline existed; wrote {json_path} and {npz_path.name}"], json_path)
+            wrote = f"{json_path} and {npz_path.name}" if fitted is not None else f"{json_path} (figures only)"
+            return BaselineOutcome("created", [f"no baseline existed; wrote {wrote}"], json_path)
     try:
         baseline, npz_bytes = _read_pair(json_path)
         problems = compare(baseline, result, tolerances)
-        if getattr(result, "arrays", None) is not None:  # a result rebuilt from a record is compared on its criteria
+        if (npz_bytes is None) != (fitted is None):
+            problems.append(f"the baseline {'holds no' if npz_bytes is None else 'holds a'} transformation and the "
+                            f"check gives {'one' if fitted is not None else 'none'}; regenerate it with {REGEN}")
+        elif fitted is not None and getattr(result, "arrays", None) is not None:
+            # a result rebuilt from a record is compared on its criteria
             problems += compare_held(baseline, npz_path, fitted, result, tolerances, npz_bytes=npz_bytes)
     except BaselineError as exc:
         if not regen:

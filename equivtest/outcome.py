@@ -11,7 +11,8 @@ from .report.tables import ResultTable
 
 @dataclass
 class ExperimentOutcome:
-    """Every fit's criteria, the suite's own tables, the records written and where time went.
+    """Every fit's criteria, the suite's own tables, the records written, where time went,
+    and the ladder's verdicts beside the fits (:func:`equivtest.runner.ladder_beside`).
 
     A suite that makes one fit gets this from :func:`equivtest.runner.run_suite`;
     a suite with several fits (slice lengths, directions, held-out pairs) builds it in its
@@ -22,6 +23,7 @@ class ExperimentOutcome:
     tables: list[ResultTable] = field(default_factory=list)
     records: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    verdicts: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

@@ -270,7 +270,8 @@ def _verdict_tables(session: EquivtestSession) -> list:
 
 
 class BaselineCheck:
-    """Callable returned by ``equivtest_baseline``: ``check(fitted, result, tolerances=..., name=...)``.
+    """Callable returned by ``equivtest_baseline``: ``check(fitted, result, tolerances=..., name=...)``;
+    ``fitted=None`` guards the result's figures alone (a figures-only baseline, no stored transformation).
 
     Baselines live beside the test file, in a folder named after the test module
     (``tests/test_x.py`` -> ``tests/test_x/NAME.json`` and ``NAME.npz``), NAME being
@@ -292,7 +293,7 @@ class BaselineCheck:
         config = self._request.config
         fitted = getattr(fitted, "fitted", fitted)
         name = name or re.sub(r"[^\w.-]+", "_", self._request.node.name)
-        if getattr(result, "arrays", None) is None:
+        if fitted is not None and getattr(result, "arrays", None) is None:
             raise TypeError("equivtest_baseline needs the result evaluate() returned (it holds the test "
                             "activations the stored transformation is checked on), not one rebuilt from a dict")
         if config.getoption("equivtest_regen_all"):

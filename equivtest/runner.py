@@ -4,6 +4,11 @@ An experiment module either describes a single fit (``pair()``, ``sampler()``,
 ``CONFIG``, ``test_inputs()``, ``THRESHOLDS``) or runs itself through
 ``run(profile=..., report_dir=..., stage=..., null_shuffles=...)`` returning an
 :class:`~equivtest.outcome.ExperimentOutcome`; :func:`run_suite` calls either.
+
+A single-fit module that also defines ``ladder_inputs()`` (and optionally ``LADDER_RUNGS``)
+gets the ladder's verdict beside its transformation, through :func:`ladder_beside`: the one
+route by which a verdict reaches the terminal, the run record and the HTML page, also taken by
+suites that run themselves and by ``equivtest run FILE::NAME``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,33 @@ from types import ModuleType
 from typing import Callable
 
 from .criteria import EquivalenceResult
-from .engine import FittedPair, fit_pair
+from .engine import fit_pair
 from .record import write_run
 from .outcome import ExperimentOutcome
 
 PROFILES = ("ci", "full")
+
+
+def ladder_beside(pair, inputs, result: EquivalenceResult, *, rungs=None, label: str | None = None, note: str = "",
+                  stage: Callable[[str], None] | None = None):
+    """The ladder's verdict on ``inputs`` beside the transformation's ``result``.
+
+    Returns ``(result, table, verdict)``: the result with the verdict in its info
+    (:func:`~equivtest.verdict_record.verdict_info`: its text, kind, rung and ``to_dict()``; its criteria untouched), the verdict's
+    table for the terminal, the run record and the HTML page, and the
+    :class:`~equivtest.verdict.Verdict`. ``rungs``: the ladder (default
+    :data:`equivtest.maps.LADDER`); ``label`` goes into the table's title (e.g. a slice
+    length), ``note`` into its notes (e.g. which rungs a profile leaves out and why).
+    """
+    from .check import ladder_verdict, verdict_table
+    from .verdict_record import verdict_info
+
+    verdict = ladder_verdict(pair, inputs, rungs=rungs, stage=stage)
+    result = result.with_info(**verdict_info(verdict))
+    table = verdict_table(verdict, f"Ladder of maps ({label}): {verdict.text}" if label else None)
+    if note:
+        table.notes = f"{table.notes}. {note}" if table.notes else note
+    return result, table, verdict
 
 
 def run_experiment(
@@ -27,14 +54,20 @@ def run_experiment(
     stage: Callable[[str], None] | None = None,
     sampler_kwargs: dict | None = None,
     null_shuffles: int = 0,
-) -> tuple[FittedPair, EquivalenceResult, Path | None]:
+) -> ExperimentOutcome:
     pair = experiment.pair(log=stage)
     fitted = fit_pair(pair, experiment.sampler(**(sampler_kwargs or {})), experiment.CONFIG, stage=stage)
     result = fitted.evaluate(
         experiment.test_inputs(), thresholds=experiment.THRESHOLDS, stage=stage, null_shuffles=null_shuffles
     )
-    record = write_run(fitted, result, report_dir, suite=experiment.NAME) if report_dir is not None else None
-    return fitted, result, record
+    tables, verdicts = [], []
+    if hasattr(experiment, "ladder_inputs"):  # after the transformation's path, which it leaves as it was
+        result, table, verdict = ladder_beside(pair, experiment.ladder_inputs(), result,
+                                               rungs=getattr(experiment, "LADDER_RUNGS", None), stage=stage)
+        tables, verdicts = [table], [verdict]
+    records = [] if report_dir is None else [write_run(fitted, result, report_dir, suite=experiment.NAME,
+                                                       tables=tables)]
+    return ExperimentOutcome([result], tables, records=records, timings=dict(fitted.timings), verdicts=verdicts)
 
 
 def run_suite(
@@ -53,7 +86,6 @@ def run_suite(
             raise ValueError(f"suite {experiment.NAME!r} sets its samples per profile; use --profile, "
                              "not --samples/--neighbourhood/--seed")
         return experiment.run(profile=profile, report_dir=report_dir, stage=stage, null_shuffles=null_shuffles)
-    fitted, result, record = run_experiment(
+    return run_experiment(
         experiment, report_dir=report_dir, stage=stage, sampler_kwargs=sampler_kwargs, null_shuffles=null_shuffles
     )
-    return ExperimentOutcome([result], records=[record] if record else [], timings=dict(fitted.timings))

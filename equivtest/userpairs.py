@@ -111,13 +111,11 @@ def run_pair(spec: PairSpec, *, report_dir=None, stage=None, null_shuffles: int 
     fitted = fit(pair, spec.value("data"), spec.value("config") or FitConfig(), stage=stage)
     result = fitted.evaluate(spec.value("test_inputs"), thresholds=spec.value("thresholds"), stage=stage,
                              null_shuffles=null_shuffles)
-    tables = []
+    tables, verdicts = [], []
     if spec.ladder_inputs is not None:  # the ladder's verdict beside the transformation, in every report
-        from .check import ladder_verdict, verdict_table
-        from .verdict_record import verdict_info
+        from .runner import ladder_beside
 
-        verdict = ladder_verdict(pair, spec.value("ladder_inputs"), stage=stage)
-        result = result.with_info(**verdict_info(verdict))
-        tables.append(verdict_table(verdict))
+        result, table, verdict = ladder_beside(pair, spec.value("ladder_inputs"), result, stage=stage)
+        tables, verdicts = [table], [verdict]
     records = [write_run(fitted, result, report_dir, tables=tables)] if report_dir is not None else []
-    return ExperimentOutcome([result], tables, records=records, timings=dict(fitted.timings))
+    return ExperimentOutcome([result], tables, records=records, timings=dict(fitted.timings), verdicts=verdicts)

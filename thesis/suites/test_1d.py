@@ -1,7 +1,8 @@
 """Suite 1d: the thesis's experiment 1 (see equivtest_thesis.experiments.one_d)."""
 
 import equivtest
-from equivtest_thesis.experiments import one_d
+from equivtest.criteria import EquivalenceResult
+from equivtest_thesis.experiments import ladder, one_d
 
 
 @equivtest.pair
@@ -31,3 +32,23 @@ def test_1d_holds_against_its_baseline(tanh_pair, equivtest_fit, equivtest_basel
     fitted = equivtest_fit(tanh_pair, one_d.sampler(), one_d.CONFIG)
     result = fitted.evaluate(one_d.test_inputs())
     equivtest_baseline(fitted, result, tolerances={"default": {"worse_by": 1.0, "atol": 1e-12}})
+
+
+def test_1d_ladder_carries_the_layer_nonlinearly_into_b_and_affinely_into_a(tanh_pair, equivtest_verdict):
+    # measured (ladder on the 1024 test points, a quarter held out): A -> B needs the nonlinear
+    # rung (affine: rel. error 0.029, B's act3 bends A's single tanh unit), B -> A is affine
+    # (rel. error 5.8e-10: A's unit is close to a linear function of B's eight, as the linear stitch says)
+    verdict = equivtest_verdict(tanh_pair, one_d.ladder_inputs())
+    assert verdict.kind == "equivalent" and verdict.up_to == "nonlinear", verdict.text
+    assert verdict.direction("a->b").rung == "nonlinear" and verdict.direction("b->a").rung == "affine"
+    assert verdict.row("a->b", "affine").passed is False
+    for direction in ("a->b", "b->a"):
+        row = verdict.row(direction, verdict.direction(direction).rung)
+        assert row.heldout_rel_error < 1e-3 and row.null_ratio > 100 and row.stitched > 0.99, row
+
+
+def test_1d_ladder_holds_against_its_baseline(tanh_pair, equivtest_verdict, equivtest_baseline):
+    # the thesis's figures are guarded by test_1d_holds_against_its_baseline; these are the ladder's
+    verdict = equivtest_verdict(tanh_pair, one_d.ladder_inputs())
+    figures = EquivalenceResult("1d", ladder.ladder_criteria(verdict))
+    equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)

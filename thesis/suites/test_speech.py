@@ -8,7 +8,7 @@ from the command line.
 
 import pytest
 
-from equivtest_thesis.experiments import speech
+from equivtest_thesis.experiments import ladder, speech
 
 pytestmark = pytest.mark.slow
 AGREEMENT = "Transcript agreement of the stitched network with its target (cf. thesis section 4.3)"
@@ -17,8 +17,8 @@ WER_BOUND = 0.75
 
 
 @pytest.fixture(scope="module")
-def outcome():
-    return speech.run(profile="ci", report_dir=None)
+def outcome(request):
+    return speech.run(profile="ci", report_dir=request.config.getoption("equivtest_report_dir"))
 
 
 def _tables(outcome):
@@ -64,3 +64,23 @@ def test_speech_example_table_like_table_4_3(outcome):
     assert all(isinstance(cell, str) for row in examples.rows for cell in row)
     # every stitched transcript was produced and scored against the target's own
     assert all(row["test utterances"] == speech.PROFILES["ci"]["n_test"] for row in _rows(outcome))
+
+
+def test_speech_agreement_and_the_ladder_hold_against_their_baseline(outcome, equivtest_baseline):
+    # a regression fails (an improvement does not): word agreement and exact transcripts per
+    # direction, and the ladder's held-out relative error and stitched transcript agreement
+    figures = ladder.figures("speech", outcome.results[0], ["word_agreement", "agreement"], outcome.verdicts[0])
+    equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)
+
+
+def test_speech_ladder_finds_no_map_between_the_recognisers(outcome):
+    # measured (ci, rungs up to affine, 100 test utterances, every position a row): both layers
+    # are 96 wide, so every rung applies; the best, affine, leaves 0.59 (into Speech2Text) and
+    # 0.71 (into Wav2Vec2) of the target's variance, and no stitched transcript of a held-out
+    # utterance equals the target's own, while each network's positive control passes
+    (verdict,) = outcome.verdicts
+    assert verdict.kind == "not_equivalent", verdict.text
+    assert outcome.results[0].info["verdict_kind"] == verdict.kind
+    for direction in ("a->b", "b->a"):
+        row = ladder.deciding_row(verdict, direction)
+        assert row.decidable and row.control_rel_error < 1e-3, row

@@ -6,7 +6,7 @@ profile, ``equivtest run text --profile full``, uses the thesis's 128 and 500).
 
 import pytest
 
-from equivtest_thesis.experiments import text
+from equivtest_thesis.experiments import ladder, text
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +41,24 @@ def test_text_networks_learned_the_task(outcome):
     nets = {t.title: t for t in outcome.tables}["Networks (trained here on Pang-Lee sentence polarity)"]
     for name, _train, _val, test_accuracy in nets.rows:
         assert test_accuracy > 0.6, f"{name} reached only {test_accuracy:.3f} test accuracy"
+
+
+def test_text_agreement_and_the_ladder_hold_against_their_baseline(outcome, equivtest_baseline):
+    # a regression fails (an improvement does not): the stitched agreement with each target, and
+    # the ladder's held-out relative error and stitched agreement per direction
+    figures = ladder.figures("text", outcome.results[0], ["agreement"], outcome.verdicts[0])
+    equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)
+
+
+def test_text_ladder_finds_no_map_between_the_two_encoders(outcome):
+    # measured (ci, rungs up to affine, 200 test sentences, every position a row): the affine map
+    # predicts MiniLM's layer from XLNet's no better than the mean (held-out rel. error 1.00) and
+    # XLNet's from MiniLM's barely (0.93), while each network through the same map to itself passes
+    # its positive control: a decided "not equivalent", as the thesis's method's chance-level agreement says
+    (verdict,) = outcome.verdicts
+    assert verdict.kind == "not_equivalent", verdict.text
+    assert outcome.results[0].info["verdict_kind"] == "not_equivalent"
+    for direction in ("a->b", "b->a"):
+        row = ladder.deciding_row(verdict, direction)
+        assert row.decidable and row.control_rel_error < 1e-3 and row.heldout_rel_error > 0.5, row
+    assert any(t.title.startswith("Ladder of maps") for t in outcome.tables)

@@ -6,7 +6,7 @@ below; ``equivtest run vibration --profile full`` runs the thesis's sizes.
 
 import pytest
 
-from equivtest_thesis.experiments import vibration
+from equivtest_thesis.experiments import ladder, vibration
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +51,36 @@ def test_accuracy_drop_criteria_equal_the_tables(outcome):
 
 
 def test_stitched_into_the_lstm_loses_at_most_0_01_at_every_slice_length(outcome):
-    # measured (ci): drops -0.079, -0.065, -0.049, -0.038: the stitched networks are MORE
-    # accurate than the LSTM, with agreement 0.90-0.91 (see the README on what that means)
+    # the LSTM bar, read one-sided: no accuracy lost. Measured (ci): drops -0.079, -0.065,
+    # -0.049, -0.038: the stitched networks are MORE accurate than the LSTM, with agreement
+    # 0.90-0.91 (docs/suites/vibration.md on what that means); that agreement is guarded below
     for result in outcome.results:
         assert result.value("accuracy_drop", "b->a") <= vibration.MAX_DROP["lstm"], result.pair
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the LSTM bar read two-sided, |own - stitched| <= 0.01, is not met: the stitched networks are 0.04-0.08 MORE "
-    "accurate than the LSTM (ci). Supervised maps of the same slices, fitted on all 3,898 training and "
-    "validation windows, agree at most 0.92 with the LSTM's predictions and score 0.92-0.96 (README, suite vibration)"))
-def test_stitched_into_the_lstm_is_within_0_01_either_way(outcome):
-    for result in outcome.results:
-        assert abs(result.value("accuracy_drop", "b->a")) <= vibration.MAX_DROP["lstm"], result.pair
+@pytest.mark.parametrize("p", vibration.SLICE_LENGTHS)
+def test_agreement_and_the_ladder_hold_against_their_baseline(outcome, equivtest_baseline, p):
+    # a regression fails (an improvement does not): each direction's agreement with its target
+    # and accuracy drop (into the LSTM: the stitched accuracy against the LSTM's own), and the
+    # ladder's held-out relative error and stitched agreement, per slice length
+    i = vibration.SLICE_LENGTHS.index(p)
+    figures = ladder.figures(f"vibration-p{p}", outcome.results[i], ["agreement", "accuracy_drop"],
+                             outcome.verdicts[i])
+    equivtest_baseline(None, figures, tolerances=ladder.TOLERANCES)
+
+
+def test_the_ladder_finds_no_map_between_the_lstm_and_the_transformer(outcome):
+    # measured (ci, rungs up to affine): at every p the affine map's held-out relative error is
+    # 0.60-0.91 and its null ratio below 2, while each network's positive control (itself through
+    # the same map) passes: a decided "not equivalent", not an undecidable one. The slice-wise
+    # maps stitch as well as the thesis's method does (agreement 0.76-0.92), far from 0.99.
+    assert len(outcome.verdicts) == len(vibration.SLICE_LENGTHS)
+    for verdict, result in zip(outcome.verdicts, outcome.results):
+        assert verdict.kind == "not_equivalent", (result.pair, verdict.text)
+        assert result.info["verdict_kind"] == "not_equivalent"
+        for direction in ("a->b", "b->a"):
+            row = ladder.deciding_row(verdict, direction)
+            assert row.decidable and row.control_rel_error < 1e-3 and row.heldout_rel_error > 0.1, row
 
 
 def test_stitched_into_the_transformer_beats_the_thesis_best_drop(outcome):

@@ -90,6 +90,22 @@ def test_run_1d_writes_a_record_that_meets_the_thesis_figures(run_1d):
     assert loaded.get_params()["n_eigenvectors"] == one_d.CONFIG.n_eigenvectors
 
 
+def test_run_1d_gives_the_ladder_beside_the_thesis_method(run_1d):
+    # terminal, record and HTML page, through the route `equivtest run FILE::NAME` takes
+    result, report_dir = run_1d
+    assert "Ladder of maps: equivalent up to a nonlinear map" in result.output, result.output
+    (folder,) = report_dir.iterdir()
+    record = json.loads((folder / "record.json").read_text())
+    info = record["result"]["info"]
+    assert info["verdict_kind"] == "equivalent" and info["verdict_up_to"] == "nonlinear"
+    (table,) = [t for t in record["tables"] if t["title"].startswith("Ladder of maps")]
+    passed = {(row[0], row[1]) for row in table["rows"] if row[table["columns"].index("passed")] == "yes"}
+    assert passed == {("a->b", "nonlinear"), ("b->a", "affine")}
+    from equivtest.report.html import write_html
+
+    assert "Ladder of maps" in write_html(folder).read_text()
+
+
 def test_run_unknown_suite_exits_2_listing_the_suites(tmp_path):
     result = runner.invoke(app, ["run", "nosuch", "--report-dir", str(tmp_path / "reports")])
     assert result.exit_code == 2, result.output

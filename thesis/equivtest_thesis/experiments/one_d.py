@@ -6,6 +6,10 @@ points on [-1, 1] shifted by 5e-5, so at least half lie between the samples.
 Layers: A's only tanh (``act1``), B's last tanh (``act3``).
 The thresholds are the thesis's figures: output MSE of the stitched network against
 the target network of 2.2e-8 (A to B) and 1.3e-7 (B to A).
+
+Beside it, the ladder of maps (:func:`equivtest.runner.ladder_beside`) on the same 1024
+test points, every rung of the default ladder (under a second): which map carries the layer
+when the thesis's neighbourhoods are not used.
 """
 
 from __future__ import annotations
@@ -45,3 +49,8 @@ def sampler(n_samples: int = 512, neighbourhood_size: int = 1024, delta: float =
 
 def test_inputs(n: int = 1024, shift: float = 5e-5) -> np.ndarray:
     return (-1.0 + np.arange(n) * 2.0 / n + shift)[:, None]
+
+
+def ladder_inputs() -> np.ndarray:
+    """The ladder's inputs: the suite's own test points (it holds out a quarter of them)."""
+    return test_inputs()

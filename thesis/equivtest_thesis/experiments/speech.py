@@ -20,6 +20,10 @@ Criteria: ``word_agreement`` (1 - WER of the stitched network's transcript again
 target's own) and ``agreement`` (exact transcript match), per direction, beside the
 thesis's 0.8969 (into Wav2Vec2) and 0.6971 (into Speech2Text2); its threshold is the
 thesis's figure. Tables also give each network's WER on the held-out phrases.
+
+Beside it, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the same test
+utterances: every position a row, paired through the same ``Positions`` (trimmed), split by
+utterance; its stitched score is the share of identical transcripts on the held-out quarter.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from equivtest.pairs import NetworkPair
 from equivtest.report.tables import ResultTable
 from equivtest.sampling import GaussianNeighbourhood
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "speech"
 TITLE = "Experiment 3: Wav2Vec2 CTC vs. Speech2Text encoder-decoder recognisers, both directions"
@@ -48,10 +53,10 @@ PROFILES = {
               "n_eigenvectors": 10},
     # CI: recognisers trained on 1,600 phrases; 32 samples, 100 held-out test utterances
     "ci": {"n_train": 1600, "n_samples": 32, "neighbourhood": 100, "positions": 64, "n_test": 100,
-           "n_eigenvectors": 50},
+           "n_eigenvectors": 50, "ladder": ladder.CI_RUNGS},
     # the thesis's 128 samples; 400 test utterances
     "full": {"n_train": 1600, "n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 400,
-             "n_eigenvectors": 50},
+             "n_eigenvectors": 50, "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 # each encoder's output (after its final layer norm): what the CTC head and the decoder read.
@@ -116,10 +121,14 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOu
     result = fitted.evaluate(test.audio, stage=stage)
     result = result.with_thresholds({"word_agreement": THESIS})
     timings.update(fitted.timings)
-    timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, answers_by_direction(result), test)
+    # the ladder after the thesis's method, whose figures it leaves as they were
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test.audio, result, cfg.get("ladder"), timings,
+                                                    stage=stage)
+    timings["total_s"] = time.perf_counter() - t0
+    tables += ladder_tables
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []
-    return ExperimentOutcome([result], tables, records, timings)
+    return ExperimentOutcome([result], tables, records, timings, verdicts)
 
 
 def _shuffled_wer(own: list) -> float:

@@ -27,6 +27,10 @@ in the thesis) is compared with XLNet's own label on A's transcript.
 Bar (issue 5): agreement above the thesis's 0.654, shown with the positive rates of target
 and stitched network and with the share a constant network gets (the target's majority
 share), which is what an agreement has to beat to show any transfer.
+
+Beside it, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the same kept
+test utterances, paired through the same ``Positions``; a position map stitches from A into
+B only, so the B -> A maps are scored on their rows alone (their stitched score is NaN).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from equivtest.report.tables import ResultTable
 from equivtest.sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "speech-sentiment"
 TITLE = "Experiment 5: Wav2Vec2 CTC into an XLNet sentiment classifier, a speech sentiment network"
@@ -56,12 +61,12 @@ PROFILES = {
               "n_eigenvectors": 10, "epsilon_k": 10},
     # CI: the thesis's 128 samples (B has about 6 tokens per phrase: 833 rows), 200 test phrases
     "ci": {"n_train": 1600, "n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 200,
-           "n_eigenvectors": 200},
+           "n_eigenvectors": 200, "ladder": ladder.CI_RUNGS},
     # full: a recogniser trained on 6,400 phrases (validation WER 0.075, against 0.565 on 1,600; about 12 min
     # on one thread into an empty cache), so that the target's labels rest on nearly the words spoken;
     # 500 samples (about 2,900 rows) and 400 eigenvectors
     "full": {"n_train": 6400, "n_samples": 500, "neighbourhood": 100, "positions": 64, "n_test": 800,
-             "n_eigenvectors": 400},
+             "n_eigenvectors": 400, "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 LAYERS = {"asr": "wav2vec2.encoder.layer_norm", "text": "transformer.word_embedding"}
@@ -173,10 +178,14 @@ def _run(cfg, report_dir, stage, source, seed, t0, hub_a, hub_b) -> ExperimentOu
     spoken = [p.b.answer(p.b.encode(test.texts[i], f"test phrase {i}")) for i in kept]
     result = result.with_thresholds({"agreement": {"a->b": max(THESIS["agreement"], constant)}})
     timings.update(fitted.timings)
-    timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, out, test, kept, transcripts, constant, spoken, f"{cfg['protocol']} ({align})")
+    # the ladder after the thesis's method, whose figures it leaves as they were
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, [test.audio[i] for i in kept], result,
+                                                    cfg.get("ladder"), timings, stage=stage)
+    timings["total_s"] = time.perf_counter() - t0
+    tables += ladder_tables
     records = [write_run(fitted, result, report_dir, suite=NAME, tables=tables)] if report_dir is not None else []
-    return ExperimentOutcome([result], tables, records, timings)
+    return ExperimentOutcome([result], tables, records, timings, verdicts)
 
 
 def _tables(p, fitted, result, out, test, kept, transcripts, constant, spoken, protocol):

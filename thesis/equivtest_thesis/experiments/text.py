@@ -21,6 +21,10 @@ target's majority-class share on the same test inputs (what a constant network g
 "passed" means better than a network that ignores its input; the thesis's figures
 (0.966 into XLNet, 0.892 into RoBERTa) stand beside it, measured there on LibriSpeech
 transcripts on which the target predicted only 6-7% (XLNet) and 39-40% (RoBERTa) positive.
+
+Beside it, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the same test
+sentences: every position of each sentence a row, paired through the same ``Positions``
+(trimmed), split by sentence, stitched on the held-out quarter of the sentences.
 """
 
 from __future__ import annotations
@@ -39,15 +43,18 @@ from equivtest.report.tables import ResultTable
 from equivtest.sampling import GaussianNeighbourhood
 from .labels import majority_share, positive_rate
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "text"
 TITLE = "Experiment 4: XLNet-style vs. MiniLM (BERT) sentiment classifiers, both directions"
 THESIS = {"agreement": {"into XLNet": 0.966, "into RoBERTa": 0.892}, "positive": {"XLNet": 0.068, "RoBERTa": 0.392}}
 PROFILES = {
     # CI: fewer samples and test sentences than the thesis (under 10 min on 2 cores, training included)
-    "ci": {"n_samples": 64, "neighbourhood": 100, "positions": 64, "n_test": 200, "n_eigenvectors": 50},
+    "ci": {"n_samples": 64, "neighbourhood": 100, "positions": 64, "n_test": 200, "n_eigenvectors": 50,
+           "ladder": ladder.CI_RUNGS},
     # the thesis's sizes: 128 samples, 500 test inputs
-    "full": {"n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 500, "n_eigenvectors": 50},
+    "full": {"n_samples": 128, "neighbourhood": 100, "positions": 64, "n_test": 500, "n_eigenvectors": 50,
+             "ladder": ladder.FULL_RUNGS},
 }
 DELTA = 0.05
 # All features of both layers (64 and 384). The thesis kept 24 equidistant features and filled
@@ -113,12 +120,16 @@ def _run(cfg, report_dir, stage, source, seed, t0) -> ExperimentOutcome:
     majority = {d: majority_share(o["own"]) for d, o in answers.items()}
     result = result.with_thresholds({"agreement": majority})
     timings.update(fitted.timings)
-    timings["total_s"] = time.perf_counter() - t0
     tables = _tables(p, fitted, result, answers, test_sentences, test_labels, cfg, majority)
+    # the ladder after the thesis's method, whose figures it leaves as they were
+    result, ladder_tables, verdicts = ladder.beside(fitted.pair, test_sentences, result, cfg.get("ladder"), timings,
+                                                    stage=stage)
+    timings["total_s"] = time.perf_counter() - t0
+    tables += ladder_tables
     records = []
     if report_dir is not None:
         records.append(write_run(fitted, result, report_dir, suite=NAME, tables=tables))
-    return ExperimentOutcome([result], tables, records, timings)
+    return ExperimentOutcome([result], tables, records, timings, verdicts)
 
 
 def _tables(p, fitted, result, answers, sentences, labels, cfg, majority):

@@ -19,6 +19,10 @@ kernel: rows^2); each profile fits on at most ``max_rows`` rows drawn at random 
 samples' slices (``FitConfig(max_rows=...)``), the same rows of both networks. The fit's
 departures from the thesis (``FIT``) are explained where they are set, and measured in
 the README's vibration section.
+
+Beside each fit, the ladder of maps (:mod:`equivtest_thesis.experiments.ladder`) on the
+same slices of the test windows: rows are slices, split by window, stitched into either
+network on the held-out quarter of the windows.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from equivtest.record import write_run
 from equivtest.report.tables import ResultTable
 from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, Sampler
 from equivtest.outcome import ExperimentOutcome
+from . import ladder
 
 NAME = "vibration"
 TITLE = "Experiment 2: LSTM vs. Conv1d + transformer on CWRU bearing windows, slices p = 25, 10, 2, 1"
@@ -50,8 +55,10 @@ LAYERS = {
     "transformer": dict(path="encoder", layout="bsf", neurons=slice(None, None, 4)),
 }
 PROFILES = {
-    "ci": {"samples": 200, "max_rows": 2000, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 40},
-    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 40},
+    "ci": {"samples": 200, "max_rows": 2000, "neighbourhood": 128, "n_eigenvectors": 20, "epsilon_k": 40,
+           "ladder": ladder.CI_RUNGS},
+    "full": {"samples": 650, "max_rows": 2600, "neighbourhood": 1024, "n_eigenvectors": 60, "epsilon_k": 40,
+             "ladder": ladder.FULL_RUNGS},
 }
 # Departures from the thesis's fit, each measured (README, suite vibration):
 # - a covariance ridge of 1 (median per-feature variance): without it the LSTM's
@@ -195,6 +202,7 @@ def run(
         stage(f"{n} samples with neighbourhoods of {settings['neighbourhood']}, captured once for slice lengths "
               f"{', '.join(map(str, order))} (each fit on at most {settings['max_rows']} rows)")
     t = time.perf_counter()
+    verdicts, ladder_tables = {}, {}
     fits = fit_slice_lengths(pair(None, lstm, transformer, info["networks"], splits.noise_snr_db),
                              sampler(splits.val.x, n, settings["neighbourhood"]), order, config(settings),
                              stage=stage)
@@ -220,9 +228,14 @@ def run(
                 f"{target}'s own test accuracy {mine['accuracy']:.4f}, stitched {scores['accuracy']:.4f}",
             )))
         result = result.with_thresholds({**THRESHOLDS, "accuracy_drop": drop_thresholds(p)})
+        # the ladder after the thesis's method, whose figures it leaves as they were
+        result, ladder_tables[p], verdicts[p] = ladder.beside(
+            pair(p, lstm, transformer, info["networks"], splits.noise_snr_db), test_x, result,
+            settings.get("ladder"), timings, label=f"p={p}", stage=stage)
+        t += timings.get(f"ladder_p{p}_s", 0.0)  # p{p}_s: the thesis's method alone
         if report_dir is not None:
             records.append(write_run(fitted, result, report_dir, suite=NAME, name=f"{NAME}-p{p}",
-                                     tables=_tables(fit_rows, len(test_y), balance, profile)))
+                                     tables=_tables(fit_rows, len(test_y), balance, profile) + ladder_tables[p]))
         # Written at once and let go: one fit's activations (full profile, p = 25: 2,600
         # neighbourhoods of 1024 x 400) must not outlive it while the next one is cut.
         del fitted
@@ -232,6 +245,7 @@ def run(
     # results and tables in the thesis's order
     rows = {target: [("own", own_scores[target])] + [(p, stitched_scores[target][p]) for p in slice_lengths]
             for target in NAMES}
-    tables = _tables(rows, len(test_y), balance, profile)
+    tables = _tables(rows, len(test_y), balance, profile) + [t for p in slice_lengths for t in ladder_tables[p]]
     timings["total_s"] = time.perf_counter() - t0
-    return ExperimentOutcome([results[p] for p in slice_lengths], tables, records, timings)
+    return ExperimentOutcome([results[p] for p in slice_lengths], tables, records, timings,
+                             [v for p in slice_lengths for v in verdicts[p]])
