@@ -36,6 +36,7 @@ from .errors import EquivtestError
 SCHEMA = "equivtest.baseline"
 SCHEMA_VERSION = 2
 REGEN = "--equivtest-force-regen"
+SWEEP_KIND = "sweep"  # a baseline of a sweep's per-layer verdicts: criteria only, no transformation file
 
 
 class BaselineError(EquivtestError):
@@ -167,16 +168,19 @@ def _criterion_entry(c) -> dict:
 
 
 def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
-    """The transaction itself (call with the folder locked and recovered)."""
+    """The transaction itself (call with the folder locked and recovered). ``fitted=None``: a
+    baseline of criteria only (a sweep's), written as the JSON alone, with ``"kind": "sweep"``."""
     json_path, npz_path = baseline_paths(folder, name)
     criteria = [_criterion_entry(c) for c in result.criteria]
     pending = _pending(folder, name)
     try:
-        fitted.transformation.save(pending)
-        digest = _sha256_file(pending)
-        _step("staged")
-        payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria,
-                   "transformation": {"file": npz_path.name, "sha256": digest}}
+        payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria}
+        if fitted is None:
+            payload["kind"] = SWEEP_KIND
+        else:
+            fitted.transformation.save(pending)
+            payload["transformation"] = {"file": npz_path.name, "sha256": _sha256_file(pending)}
+            _step("staged")
         document = {**payload, "sha256": _checksum(payload)}
         signature = sign(payload)
         if signature is not None:
@@ -187,8 +191,9 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path]:
         raise
     _fsync_dir(folder)
     _step("committed")
-    os.replace(pending, npz_path)
-    _fsync_dir(folder)
+    if fitted is not None:
+        os.replace(pending, npz_path)
+        _fsync_dir(folder)
     _step("done")
     return json_path, npz_path
 
@@ -227,6 +232,10 @@ def _verified_json(json_path: Path) -> dict:
                     and isinstance(c["value"], Real) and not isinstance(c["value"], bool)
                     and isinstance(c["higher_is_better"], bool)):
                 raise TypeError(f"criterion {c!r} has a field of the wrong type")
+        if data.get("kind") == SWEEP_KIND:
+            if "transformation" in data:
+                raise ValueError("a sweep's baseline holds no transformation")
+            return data
         transformation = data["transformation"]
         if transformation["file"] != Path(json_path).with_suffix(".npz").name:
             raise ValueError(f"it names the transformation file {transformation['file']!r}")
@@ -248,6 +257,8 @@ def _read_pair(json_path: Path) -> tuple[dict, bytes]:
     with _locked(folder):
         _recover(folder, name)
         data = _verified_json(json_path)
+        if data.get("kind") == SWEEP_KIND:
+            return data, None
         npz_path = folder / data["transformation"]["file"]
         try:
             npz = npz_path.read_bytes()
@@ -397,7 +408,11 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
     try:
         baseline, npz_bytes = _read_pair(json_path)
         problems = compare(baseline, result, tolerances)
-        if getattr(result, "arrays", None) is not None:  # a result rebuilt from a record is compared on its criteria
+        if (baseline.get("kind") == SWEEP_KIND) != (fitted is None):
+            raise BaselineError(f"baseline {json_path} is {'a sweep' if fitted is not None else 'a fitted pair'}'s, "
+                                f"checked against {'a sweep' if fitted is None else 'a fitted pair'}; give each check "
+                                f"its own name, or regenerate it with {REGEN}")
+        if fitted is not None and getattr(result, "arrays", None) is not None:  # a result rebuilt from a record is compared on its criteria
             problems += compare_held(baseline, npz_path, fitted, result, tolerances, npz_bytes=npz_bytes)
     except BaselineError as exc:
         if not regen:
@@ -410,3 +425,58 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
         where = f"; artefacts: {artefact_hint}" if artefact_hint else ""
         return BaselineOutcome("regressed", problems + [f"baseline: {json_path}{where}"], json_path)
     return BaselineOutcome("passed", [], json_path)
+
+
+# -- a sweep's baseline ----------------------------------------------------------------------
+
+# a rung index may not grow at all (a less rigid rung is a regression); the figures get the tolerance
+SWEEP_TOLERANCES = {"rung": Tolerance(worse_by=0.0, atol=0.0)}
+
+
+@dataclass(frozen=True)
+class _Criterion:
+    name: str
+    direction: str
+    value: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class SweepCriteria:
+    """A sweep's per-layer verdicts as baseline criteria: per cell and direction, ``rung`` (index of
+    the passing rung on the ladder; the ladder's length when none passed; lower is better),
+    ``rel_error`` (lower is better) and ``stitched`` (higher is better); ``direction`` names the cell,
+    ``"LAYER_A|LAYER_B|a->b"``."""
+
+    pair: str
+    criteria: tuple
+
+    @classmethod
+    def of(cls, sweep, pair: str) -> "SweepCriteria":
+        found = []
+        for cell in sweep.cells:
+            for d in cell.directions:
+                where = f"{cell.layer_a}|{cell.layer_b}|{d.direction}"
+                rung = sweep.rungs.index(d.rung) if d.rung is not None else len(sweep.rungs)
+                found.append(_Criterion("rung", where, float(rung), False))
+                for name, higher in (("rel_error", False), ("stitched", True)):
+                    value = getattr(d, name)
+                    if value is not None:
+                        found.append(_Criterion(name, where, float(value), higher))
+        return cls(pair, tuple(found))
+
+
+def check_sweep_baseline(folder: Path, name: str, sweep, pair: str, *, tolerances: Mapping | None = None,
+                         regen: bool = False, artefact_hint: str | None = None) -> BaselineOutcome:
+    """Compare a :class:`~equivtest.sweep_result.SweepResult` with its stored baseline (``NAME.json``,
+    the hardened format above, without a transformation file), writing it when missing or when
+    ``regen``. A layer whose rung got less rigid fails; so does a held-out error that rose, or a
+    stitched score that fell, beyond ``tolerances`` (as for :func:`compare`; default 10%)."""
+    tolerances = {**SWEEP_TOLERANCES, **dict(tolerances or {})}
+    return check_baseline(folder, name, None, SweepCriteria.of(sweep, pair), tolerances=tolerances, regen=regen,
+                          artefact_hint=artefact_hint)
+
+
+def write_sweep_baseline(folder: Path, name: str, sweep, pair: str) -> Path:
+    """Write (or rewrite) a sweep's baseline; returns the JSON's path."""
+    return write_baseline(folder, name, None, SweepCriteria.of(sweep, pair))[0]
