@@ -46,6 +46,7 @@ _EXPORTS = {
     "Sampler": "sampling",
     "SampleSet": "sampling",
     "StitchedNetwork": "stitch",
+    "SweepResult": "sweep_result",
     "Transformation": "transform",
 }
 
