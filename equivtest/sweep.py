@@ -257,7 +257,8 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
     callback = None
     if shared.stitched:
         held = split_by_input(groups, heldout=shared.heldout, seed=shared.seed)[1]
-        callback = _stitch_callback(cell_pair(shared.pair, layer_a, layer_b), test, groups, held)
+        callback = _where_needed(_stitch_callback(cell_pair(shared.pair, layer_a, layer_b), test, groups, held),
+                                 {"a->b": b[held], "b->a": a[held]}, shared)
     verdict = decide(a, b, groups, rungs=shared.rungs, thresholds=shared.thresholds, heldout=shared.heldout,
                      seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback)
     try:
@@ -265,6 +266,25 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
     except EquivtestError:  # a constant layer: CKA is undefined
         cka = None
     return _cell(i, j, path_a, path_b, verdict, cka).to_dict()
+
+
+def _where_needed(stitch, targets: dict, shared: Shared):
+    """``stitch`` run only where its score can matter: for a rung whose map meets the held-out error
+    threshold (the stitched score then decides whether it passes), and for the last rung of the
+    ladder (the figure a failing direction reports). A rung that misses the error threshold fails
+    whatever the stitched network does, so its stitched score is NaN (not run): in a sweep the
+    stitched forward passes are most of the cost."""
+    from .maps import relative_error
+    from .verdict import _thresholds
+
+    limits, last = _thresholds(shared.thresholds, shared.rungs), shared.rungs[-1]
+
+    def needed(direction: str, rung: str, predicted: np.ndarray) -> float:
+        if rung != last and not relative_error(predicted, targets[direction]) <= limits[rung].max_rel_error:
+            return float("nan")
+        return stitch(direction, rung, predicted)
+
+    return needed
 
 
 def _cell(i, j, path_a, path_b, verdict, cka) -> Cell:
@@ -301,7 +321,7 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     """
     from .distributed import executor_for
     from .maps import make_rung
-    from .verdict import _thresholds
+    from .verdict import _thresholds, split_by_input
 
     pair = _as_pair(pair_or_networks)
     rungs = tuple(make_rung(r).name for r in (SWEEP_LADDER if rungs is None else rungs))
@@ -310,6 +330,7 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     limits = _thresholds(thresholds, rungs)
     executor = executor_for(engine)
     inputs = _checked_inputs(pair, inputs)
+    split_by_input(np.arange(len(inputs)), heldout=heldout, seed=seed)  # enough inputs: refused before any capture
     _check_same_inputs(pair, inputs)
     mode, layers_a, layers_b = _pick_mode(mode, pair, _layer_names(pair.side("a"), layers_a, pair.names[0]),
                                           _layer_names(pair.side("b"), layers_b, pair.names[1]))

@@ -97,6 +97,8 @@ def test_diagonal_sweep_names_the_first_layer_that_breaks(diagonal):
         assert c.i == c.j
         assert 0.0 <= c.cka <= 1.0 + 1e-12
     assert diagonal.cell("0").direction("a->b").rel_error == 0.0
+    # a failing direction reports the stitched score of the last rung (run even though its error misses)
+    assert not np.isnan(diagonal.cell("3").direction("a->b").stitched)
 
 
 def test_assert_equivalent_lists_the_failing_layers(diagonal):
@@ -217,6 +219,13 @@ def test_a_layer_that_does_not_exist_lists_close_names():
     big.add_module("encoder", nn.Sequential(*[nn.Linear(4, 4) for _ in range(3)]))
     with pytest.raises(LayerNotFoundError, match=r"did you mean 'encoder\.1'"):
         sweep((big, big), inputs(100), ["encoder.l1"])
+
+
+def test_too_few_inputs_are_refused_before_any_capture():
+    net = CountingForward(mlp())
+    with pytest.raises(equivtest.FitConfigError, match="held-out inputs"):
+        sweep((net, net), inputs(12), ["net.0"])
+    assert net.seen == 0
 
 
 def test_same_architecture_mode_needs_a_layer_in_common():
