@@ -279,8 +279,8 @@ def _where_needed(stitch, targets: dict, shared: Shared):
     """``stitch`` run only where its score can matter: for a rung whose map meets the held-out error
     threshold (the stitched score then decides whether it passes), and for the last rung of the
     ladder (the figure a failing direction reports). A rung that misses the error threshold fails
-    whatever the stitched network does, so its stitched score is NaN (not run): in a sweep the
-    stitched forward passes are most of the cost."""
+    whatever the stitched network does, so its stitched score is NaN (not run). Run for every rung,
+    the stitched forward passes were 60% of a MiniLM cell's time (docs/performance.md)."""
     from .maps import relative_error
     from .verdict import _thresholds
 
