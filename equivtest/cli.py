@@ -155,8 +155,9 @@ def _write_sweep_folder(pair, result, table, timings, report_dir: Path, options:
     console.print(f"record: {record}", markup=False, soft_wrap=True)
     try:
         console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
-    except RecordError as exc:  # a report module that cannot draw sweeps yet
-        console.print(f"no HTML report: {exc}", markup=False, soft_wrap=True)
+    except RecordError as exc:  # a report module that cannot draw a sweep's record
+        console.print(f"no HTML report: this equivtest's report page cannot draw a sweep's record ({exc})",
+                      markup=False, soft_wrap=True)
 
 
 def _stage(status, label: str):
