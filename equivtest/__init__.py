@@ -47,6 +47,7 @@ _EXPORTS = {
     "Sampler": "sampling",
     "SampleSet": "sampling",
     "StitchedNetwork": "stitch",
+    "SweepResult": "sweep_result",
     "Transformation": "transform",
 }
 

@@ -197,8 +197,9 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path | None]:
         raise
     _fsync_dir(folder)
     _step("committed")
-    os.replace(pending, npz_path)
-    _fsync_dir(folder)
+    if fitted is not None:
+        os.replace(pending, npz_path)
+        _fsync_dir(folder)
     _step("done")
     return json_path, npz_path
 
@@ -440,3 +441,58 @@ def check_baseline(folder: Path, name: str, fitted, result, *, tolerances: Mappi
         where = f"; artefacts: {artefact_hint}" if artefact_hint else ""
         return BaselineOutcome("regressed", problems + [f"baseline: {json_path}{where}"], json_path)
     return BaselineOutcome("passed", [], json_path)
+
+
+# -- a sweep's baseline ----------------------------------------------------------------------
+
+# a rung index may not grow at all (a less rigid rung is a regression); the figures get the tolerance
+SWEEP_TOLERANCES = {"rung": Tolerance(worse_by=0.0, atol=0.0)}
+
+
+@dataclass(frozen=True)
+class _Criterion:
+    name: str
+    direction: str
+    value: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class SweepCriteria:
+    """A sweep's per-layer verdicts as baseline criteria: per cell and direction, ``rung`` (index of
+    the passing rung on the ladder; the ladder's length when none passed; lower is better),
+    ``rel_error`` (lower is better) and ``stitched`` (higher is better); ``direction`` names the cell,
+    ``"LAYER_A|LAYER_B|a->b"``."""
+
+    pair: str
+    criteria: tuple
+
+    @classmethod
+    def of(cls, sweep, pair: str) -> "SweepCriteria":
+        found = []
+        for cell in sweep.cells:
+            for d in cell.directions:
+                where = f"{cell.layer_a}|{cell.layer_b}|{d.direction}"
+                rung = sweep.rungs.index(d.rung) if d.rung is not None else len(sweep.rungs)
+                found.append(_Criterion("rung", where, float(rung), False))
+                for name, higher in (("rel_error", False), ("stitched", True)):
+                    value = getattr(d, name)
+                    if value is not None:
+                        found.append(_Criterion(name, where, float(value), higher))
+        return cls(pair, tuple(found))
+
+
+def check_sweep_baseline(folder: Path, name: str, sweep, pair: str, *, tolerances: Mapping | None = None,
+                         regen: bool = False, artefact_hint: str | None = None) -> BaselineOutcome:
+    """Compare a :class:`~equivtest.sweep_result.SweepResult` with its stored baseline (``NAME.json``,
+    the hardened format above, without a transformation file), writing it when missing or when
+    ``regen``. A layer whose rung got less rigid fails; so does a held-out error that rose, or a
+    stitched score that fell, beyond ``tolerances`` (as for :func:`compare`; default 10%)."""
+    tolerances = {**SWEEP_TOLERANCES, **dict(tolerances or {})}
+    return check_baseline(folder, name, None, SweepCriteria.of(sweep, pair), tolerances=tolerances, regen=regen,
+                          artefact_hint=artefact_hint)
+
+
+def write_sweep_baseline(folder: Path, name: str, sweep, pair: str) -> Path:
+    """Write (or rewrite) a sweep's baseline; returns the JSON's path."""
+    return write_baseline(folder, name, None, SweepCriteria.of(sweep, pair))[0]

@@ -69,6 +69,97 @@ def run(
     _report(outcome, entry.title)
 
 
+@app.command("sweep")
+def sweep_command(
+    target: str = typer.Argument(..., help="Your pair: FILE.py::NAME or module:NAME, declared with @equivtest.pair(ladder_inputs=...)."),
+    layers_a: Optional[str] = typer.Option(None, "--layers-a", help="Comma-separated layers of A (default: every block)."),
+    layers_b: Optional[str] = typer.Option(None, "--layers-b", help="Comma-separated layers of B (default: every block)."),
+    mode: str = typer.Option("auto", help="all (every layer pair), diagonal (same layer names), auto (diagonal when the layer lists agree)."),
+    up_to: str = typer.Option("affine", "--up-to", help="Name the first layer not equivalent up to this rung."),
+    rungs: Optional[str] = typer.Option(None, help="Comma-separated rungs, rigid first (default: identity..affine)."),
+    engine: Optional[str] = typer.Option(None, help="Where the cells run: a Dask scheduler address (tcp://...); default this process."),
+    report_dir: Path = typer.Option(Path("reports"), help="Where the run folder (record.json, report.html) goes."),
+    no_record: bool = typer.Option(False, "--no-record", help="Print the table only; write no files."),
+) -> None:
+    """Sweep a pair layer by layer: the ladder's verdict per layer pair, and the first layer where it breaks."""
+    from .errors import EquivtestError
+    from .userpairs import load_spec, sweep_inputs
+
+    def split(value):
+        return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+    try:
+        spec = load_spec(target, needs=())
+        inputs = sweep_inputs(spec)
+        pair = spec.function()
+        result, timings = _sweep_with_progress(pair, inputs, split(layers_a), split(layers_b), mode=mode, up_to=up_to,
+                                               rungs=split(rungs), engine=_engine(engine))
+    except EquivtestError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(2)
+    from .report.sweep import sweep_table
+
+    table = sweep_table(result.to_dict())
+    console.print(table.to_rich())
+    console.print("timings: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in timings.items()))
+    if not no_record:
+        _write_sweep_folder(pair, result, table, timings, report_dir, {"mode": mode, "up_to": up_to, "rungs": rungs})
+    first = result.first_failure
+    if first is not None:
+        console.print(f"[bold red]first layer not equivalent up to {escape(up_to)}: {escape(first['layer_a'])}[/] "
+                      f"({escape(first['by'])})", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[bold green]every layer equivalent up to {escape(up_to)}[/]")
+
+
+def _engine(address: Optional[str]):
+    """``--engine``: ``None`` (this process) or a scheduler address given to ``executor_for``."""
+    if address is None:
+        return None
+    from .distributed import executor_for
+
+    return executor_for(address)
+
+
+def _sweep_with_progress(pair, inputs, layers_a, layers_b, **options):
+    """The sweep with rich progress bars on the captures and the fits; (result, timings)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .sweep import sweep
+
+    names = {"capture a": f"capturing {pair.names[0]}", "capture b": f"capturing {pair.names[1]}",
+             "fit": "fitting the ladder per layer pair"}
+    started, timings = {}, {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bars:
+        tasks = {}
+
+        def progress(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(escape(names.get(stage, stage)), total=total)
+                started[stage] = time.perf_counter()
+            bars.update(tasks[stage], completed=done, total=total)
+            timings[f"{stage.replace(' ', '_')}_s"] = time.perf_counter() - started[stage]
+
+        result = sweep(pair, inputs, layers_a, layers_b, progress=progress, **options)
+    return result, timings
+
+
+def _write_sweep_folder(pair, result, table, timings, report_dir: Path, options: dict) -> None:
+    from .record import RecordError, write_sweep_run
+    from .report.html import write_html
+
+    record = write_sweep_run(pair, result, report_dir, tables=[table], timings=timings, options=options)
+    console.print(f"record: {record}", markup=False, soft_wrap=True)
+    try:
+        console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
+    except RecordError as exc:  # a report module that cannot draw a sweep's record
+        console.print(f"no HTML report: this equivtest's report page cannot draw a sweep's record ({exc})",
+                      markup=False, soft_wrap=True)
+
+
 def _stage(status, label: str):
     """Progress of a long run: the status line, and a log line per stage."""
     def stage(message: str) -> None:

@@ -18,6 +18,8 @@ positions with an alignment) is a separate value, a pairing (:mod:`equivtest.pai
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -47,6 +49,41 @@ class Network(Protocol):
     def widths(self, example) -> list[tuple[str, int]]: ...
 
     def describe(self) -> dict: ...
+
+
+@contextlib.contextmanager
+def recording(layers: dict):
+    """Forward hooks that keep, per forward pass, what each layer gave: ``layers`` maps a
+    name to ``(module, convert)``; each pass appends ``convert(output)`` to ``kept[name]``.
+
+    The one multi-layer capture of every network kind (:meth:`TorchNetwork.capture_layers`,
+    :meth:`equivtest.adapters.hf.HFNetwork.capture_layers`): one forward pass records every
+    layer. Use :func:`check_recorded` after each pass. The hooks are removed on exit.
+    """
+    kept = {name: [] for name in layers}
+    handles = []
+
+    def hook_for(name, convert):
+        def hook(_module, _inputs, output):
+            kept[name].append(convert(output))
+        return hook
+
+    try:
+        for name, (module, convert) in layers.items():
+            handles.append(module.register_forward_hook(hook_for(name, convert)))
+        yield kept
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_recorded(kept: dict, passes: int, where: str) -> None:
+    """Each layer ran once per forward pass (a layer that runs twice has no single output)."""
+    for name, outputs in kept.items():
+        if len(outputs) != passes:
+            raise ActivationError(
+                f"layer {name!r} of {where} ran {len(outputs)} times in {passes} forward pass(es); a layer read in a "
+                "sweep must run exactly once per pass: read a module that does (e.g. its parent block)")
 
 
 def output_tensor(output, select, where: str) -> torch.Tensor:
@@ -185,6 +222,25 @@ class TorchNetwork:
             "give inputs of the shape it was built for, and for a pair whose networks take different inputs "
             "a domain_map from A's inputs to B's"
         )
+
+    def at(self, layer) -> "TorchNetwork":
+        """The same network read at another ``layer`` (the module is shared, not copied)."""
+        return dataclasses.replace(self, layer=LayerSpec.of(layer))
+
+    def capture_layers(self, inputs, layers) -> tuple[dict, dict, np.ndarray]:
+        """Every layer in ``layers`` (paths or :class:`LayerSpec`) from one forward pass per batch:
+        ``(rows, groups, outputs)``, ``rows[path]`` float64 as :meth:`rows` gives them, ``groups[path]``
+        the input of each row, ``outputs`` the network's own outputs (as :meth:`run` gives them)."""
+        specs = [LayerSpec.of(layer) for layer in layers]
+        watched = {s.path: (resolve_layer(self.module, s.path), lambda out, s=s: s.to_rows(out).detach().to("cpu", torch.float64))
+                   for s in specs}
+        n_passes = -(-len(inputs) // self.batch_size)
+        with recording(watched) as kept:
+            outputs = self._capture(lambda: self.run(inputs), inputs)
+        check_recorded(kept, n_passes, f"network {self.name!r}")
+        rows = {path: torch.cat(parts).numpy() for path, parts in kept.items()}
+        groups = {path: np.repeat(np.arange(len(inputs)), len(r) // max(len(inputs), 1)) for path, r in rows.items()}
+        return rows, groups, outputs
 
     # -- running -------------------------------------------------------------------------
     def run(self, inputs, rows: np.ndarray | None = None) -> np.ndarray:

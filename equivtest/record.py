@@ -188,3 +188,33 @@ def artefact_path(run: str | Path, record: dict, key: str, default: str | None =
     if must_exist and not target.is_file():
         raise RecordError(f"artefact {key!r} of the run in {run} ({value}) is missing; {_REWRITE}")
     return target
+
+
+def build_sweep_record(pair, sweep, *, tables=None, timings: dict | None = None, options: dict | None = None) -> dict:
+    """The run record of a sweep: the pair, the whole grid under ``"sweep"`` (``SweepResult.to_dict()``),
+    and as ``"result"`` whether every layer is equivalent up to the sweep's ``up_to`` (no criteria)."""
+    first = sweep.first_failure
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": None,
+        "pair": pair.describe(),
+        "config": dict(options or {}),
+        "versions": library_versions(),
+        "result": {"pair": pair.name, "passed": first is None, "criteria": [],
+                   "info": {"sweep": f"first failure at {first['layer_a']}" if first else
+                            f"every layer equivalent up to {sweep.up_to}"}},
+        "sweep": sweep.to_dict(),
+        "timings": dict(timings or {}),
+        "artefacts": {},
+        "tables": [table.to_dict() for table in tables or ()],
+    }
+
+
+def write_sweep_run(pair, sweep, root: str | Path, *, tables=None, timings: dict | None = None,
+                    options: dict | None = None, name: str | None = None) -> Path:
+    """Write a sweep's ``record.json`` into a new run folder; returns the record's path."""
+    folder = new_run_dir(root, name or f"{pair.name}-sweep")
+    record = build_sweep_record(pair, sweep, tables=tables, timings=timings, options=options)
+    return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())

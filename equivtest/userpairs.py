@@ -45,8 +45,9 @@ def is_pair_target(target: str) -> bool:
     return "::" in target or target.endswith(".py") or (":" in target and not target.startswith(":"))
 
 
-def load_spec(target: str) -> PairSpec:
-    """The :class:`PairSpec` that ``FILE.py::NAME`` or ``package.module:NAME`` names."""
+def load_spec(target: str, needs: tuple = ("data", "test_inputs")) -> PairSpec:
+    """The :class:`PairSpec` that ``FILE.py::NAME`` or ``package.module:NAME`` names; ``needs``: the
+    fields the command needs declared (a sweep needs only inputs, see :func:`sweep_inputs`)."""
     if "::" in target:
         path, _, name = target.partition("::")
         module = _import_file(Path(path))
@@ -71,7 +72,7 @@ def load_spec(target: str) -> PairSpec:
     if spec is None:
         raise EquivtestError(f"{target!r} is not declared with @equivtest.pair; declare it as "
                              "@equivtest.pair(data=..., test_inputs=...) so the command line knows what to fit it on")
-    missing = [f for f in ("data", "test_inputs") if getattr(spec, f) is None]
+    missing = [f for f in needs if getattr(spec, f) is None]
     if missing:
         raise EquivtestError(f"pair {spec.name!r} has no {' and no '.join(missing)} for the command line; declare it "
                              "@equivtest.pair(data=SAMPLER_OR_SAMPLES, test_inputs=TEST_INPUTS) (values or functions)")
@@ -81,6 +82,15 @@ def load_spec(target: str) -> PairSpec:
         raise EquivtestError(f"pair {spec.name!r} asks for fixtures ({', '.join(p.name for p in params)}); the command "
                              "line runs pairs whose function takes no arguments")
     return spec
+
+
+def sweep_inputs(spec: PairSpec):
+    """The inputs ``equivtest sweep`` runs a declared pair on: its ``ladder_inputs``, else its ``test_inputs``."""
+    for field in ("ladder_inputs", "test_inputs"):
+        if getattr(spec, field) is not None:
+            return spec.value(field)
+    raise EquivtestError(f"pair {spec.name!r} declares no inputs for a sweep; declare it "
+                         "@equivtest.pair(ladder_inputs=INPUTS) (or test_inputs=INPUTS): many inputs both networks take")
 
 
 def _import_file(path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -248,6 +249,60 @@ class HFNetwork:
         return {"name": self.name, "class": type(self.model).__name__, "layer": self.layer, "output": self.output,
                 "modality": self.modality, "features": index, "embedding": self.embedding,
                 "sequence_first": self.sequence_first}
+
+    # -- several layers at once (sweeps) -----------------------------------------------
+    def at(self, layer: str) -> "HFNetwork":
+        """The same network read at another ``layer`` (model and tokenizer shared, not copied)."""
+        return dataclasses.replace(self, layer=layer)
+
+    def capture_layers(self, inputs, layers: Sequence[str], batch_size: int = 32, *, padding: str = "auto"):
+        """Every layer in ``layers`` from one forward pass per batch: ``(rows, groups, answers)``.
+
+        ``rows[layer]`` holds the selected features of every real position of every input
+        (float64, inputs in order), ``groups[layer]`` the input of each row, ``answers`` the
+        network's answer per input from the same passes (as :func:`~.batching.answers` gives
+        them). The batches are those of :func:`~.batching.capture_sequences` (length-sorted,
+        padded with an attention mask, padding dropped); so each layer's rows equal those of
+        ``self.at(layer)``'s capture to float32 rounding.
+        """
+        from ...networks import check_recorded, recording
+        from .batching import _Pass, _batchable, _batches, _decode, _encode_all, _model_inputs, _spans, padding_mode
+        from .batching import answers as batched_answers
+
+        mode = padding_mode(self, padding)
+        xs = _encode_all(self, inputs, "inputs")
+        passes = [_Pass(i, _model_inputs(self, x[None])[0]) for i, x in enumerate(xs)]
+        modules = {layer: resolve_module(self.model, layer, "layer") for layer in layers}
+        per_input = {layer: [None] * len(passes) for layer in layers}
+        found = [None] * len(passes)
+        batchable = _batchable(self)
+        for batch, group in _batches(self, passes, batch_size, mode):
+            watched = {layer: (module, lambda out, layer=layer: self._layer_rows(out, layer, batch))
+                       for layer, module in modules.items()}
+            with recording(watched) as kept, eval_mode(self.model), torch.no_grad():
+                out = self.model(**batch.kwargs)
+            check_recorded(kept, 1, self.name)
+            for layer, (seq,) in kept.items():
+                for b, span in enumerate(_spans(batch, seq.shape[1])):
+                    per_input[layer][group[b]] = seq[b, span].numpy()
+            if batchable:
+                for b, answer in enumerate(_decode(self, out.logits, batch)):
+                    found[group[b]] = answer
+        if not batchable:  # answers decoded one input at a time (e.g. an encoder-decoder's generation)
+            found = batched_answers(self, inputs, batch_size=batch_size, padding=padding)
+        rows = {layer: np.concatenate(seqs).astype(np.float64) for layer, seqs in per_input.items()}
+        groups = {layer: np.repeat(np.arange(len(xs)), [len(s) for s in seqs]) for layer, seqs in per_input.items()}
+        return rows, groups, found
+
+    def _layer_rows(self, out, layer: str, batch) -> torch.Tensor:
+        """One batch's output of ``layer`` as (batch, positions, selected features), float32 on the CPU."""
+        seq = self._bsf(pick_output(out, self.output, layer))
+        if batch.expected is not None and seq.shape[1] != batch.expected:
+            raise ActivationError(
+                f"layer {layer!r} of {self.name} gave {seq.shape[1]} positions for a padded batch whose lengths predict "
+                f"{batch.expected}; its positions cannot be matched to the inputs, so batch inputs of equal length "
+                "only (padding='equal_lengths')")
+        return seq[..., self.feature_index(seq.shape[-1])].detach().to("cpu")
 
     # -- padded batches (see batching.py) ----------------------------------------------
     @property
