@@ -326,7 +326,7 @@ def test_a_sweep_baseline_holds_rungs_exactly_and_errors_within_tolerance(diagon
 
     first = check_sweep_baseline(tmp_path, "mlp", diagonal, "base vs changed")
     assert first.status == "created" and not (tmp_path / "mlp.npz").exists()
-    assert read_baseline(tmp_path / "mlp.json")["kind"] == "sweep"
+    assert read_baseline(tmp_path / "mlp.json")["transformation"] is None  # figures only
     assert check_sweep_baseline(tmp_path, "mlp", diagonal, "base vs changed").status == "passed"
 
     looser = _with_cell(diagonal, "1", rung="permutation")
@@ -392,8 +392,8 @@ def test_the_sweep_fixture_records_and_summarises(project, tmp_path):
     result = run(project, f"--equivtest-report-dir={reports}")
     result.assert_outcomes(passed=1)
     out = output_of(result)
-    assert "Sweep net vs net" not in out and "Sweep a vs b (diagonal)" in out
-    assert "every layer equivalent up to affine" in out
+    assert "Sweep net vs. net" not in out and "Sweep a vs. b: layer by layer" in out
+    assert "no layer pair falls below affine" in out
     records = sorted(reports.glob("*/record.json"))
     assert records
     record = json.loads(records[-1].read_text())

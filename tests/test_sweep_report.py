@@ -406,3 +406,25 @@ def test_headless_chromium_finds_the_heatmap_and_a_screenshot_is_kept(fitted_run
         Path(artefacts).mkdir(parents=True, exist_ok=True)
         shot = Path(shutil.copy(shot, Path(artefacts) / shot.name))
     print(f"screenshot of the sweep report: {shot}")
+
+
+def test_non_finite_figures_written_as_strings_are_read_as_numbers():
+    """A sweep's to_dict writes infinity and NaN as "inf" / "nan" (as a verdict's does): the
+    table reads them as numbers (an exact identity map's null ratio is infinite, a NaN CKA is
+    blank), the heatmap colours only finite errors, and other strings are still refused."""
+    from equivtest.report.sweep import SweepSchemaError, sweep_table, validate_sweep, worse_error
+
+    data = copy.deepcopy(diagonal_6x6())
+    first = data["cells"][0]
+    for d in ("a->b", "b->a"):
+        first["directions"][d]["null_ratio"] = "inf"
+    first["directions"]["a->b"]["rel_error"] = "inf"
+    first["cka"] = "nan"
+    validate_sweep(data)
+    table = sweep_table(data)
+    assert column(table, "null ratio")[0] == float("inf")
+    assert column(table, "CKA")[0] is None
+    assert worse_error(first) == first["directions"]["b->a"]["rel_error"]  # the infinite one is not coloured
+    first["cka"] = "many"
+    with pytest.raises(SweepSchemaError, match="cka"):
+        validate_sweep(data)

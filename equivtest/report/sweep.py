@@ -59,8 +59,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+NON_FINITE = ("inf", "-inf", "nan")  # how a sweep's to_dict (like a verdict's) writes non-finite figures
+
+
 def _is_number_or_none(value) -> bool:
-    return value is None or (isinstance(value, Real) and not isinstance(value, bool))
+    return value is None or value in NON_FINITE or (isinstance(value, Real) and not isinstance(value, bool))
 
 
 def _strings(value, where: str, what: str, *, unique: bool = True) -> list[str]:
@@ -159,8 +162,15 @@ def validate_sweep(sweep) -> dict:
 # ----------------------------------------------------------------------------- reading a cell
 
 
+def _number(value) -> float | None:
+    """A figure as a float (``"inf"`` as infinity); ``None`` where it is missing or NaN."""
+    value = None if value is None else float(value)
+    return None if value is None or math.isnan(value) else value
+
+
 def _finite(value) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+    value = _number(value)
+    return value if value is None or math.isfinite(value) else None
 
 
 def rung_letters(rungs: list[str]) -> dict[str, str]:
@@ -224,8 +234,8 @@ _TABLE_NOTES = ("rung: the most rigid rung that passed in that direction (else f
                 "rung, or of the least rigid rung tried when none passed")
 
 
-def _worst(cell: dict, key: str, pick) -> float | None:
-    values = [_finite(cell["directions"][d][key]) for d in DIRECTIONS]
+def _worst(cell: dict, key: str, pick, read=_number) -> float | None:
+    values = [read(cell["directions"][d][key]) for d in DIRECTIONS]
     values = [v for v in values if v is not None]
     return pick(values) if values else None
 
@@ -233,7 +243,7 @@ def _worst(cell: dict, key: str, pick) -> float | None:
 def worse_error(cell: dict) -> float | None:
     """The larger held-out relative error of the two directions (``None`` where neither has one):
     a pair is only as equivalent as its worse direction, so the heatmap colours by it."""
-    return _worst(cell, "rel_error", max)
+    return _worst(cell, "rel_error", max, _finite)
 
 
 def _is_first_failure(sweep: dict, cell: dict) -> bool:
@@ -258,7 +268,7 @@ def _row(sweep: dict, cell: dict | None, i: int, one_layer_column: bool) -> list
     ab, ba = cell["directions"]["a->b"], cell["directions"]["b->a"]
     verdict = _VERDICT[cell["kind"]] + (f" {FIRST_FAILURE_MARK}" if _is_first_failure(sweep, cell) else "")
     return [*layers, verdict, ab["rung"] or ab["status"], ba["rung"] or ba["status"], worse_error(cell),
-            _worst(cell, "stitched", min), _worst(cell, "null_ratio", min), cell["cka"]]
+            _worst(cell, "stitched", min), _worst(cell, "null_ratio", min), _number(cell["cka"])]
 
 
 def sweep_table(sweep: dict) -> ResultTable:
