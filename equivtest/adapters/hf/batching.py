@@ -16,7 +16,9 @@ functions here run many inputs per pass and give the same results, to float32 ro
   input come from the model's ``_get_feat_extract_output_lengths``
   (:meth:`HFNetwork.layer_lengths`);
 - padding positions are dropped from the results, and the layer's padded length is
-  checked against what the lengths predict (a mismatch is an error, not a silent shift).
+  checked against what the lengths predict (a mismatch is an error, not a silent shift);
+- a batch whose inputs all have one length (e.g. the neighbours of one input) is stacked
+  without padding or mask, as the one-at-a-time pass takes it.
 
 How an audio model is batched (``padding="auto"``, :func:`padding_mode`): Wav2Vec2-type
 models with ``feat_extract_norm == "layer"`` normalise each frame on its own and take the
@@ -131,8 +133,9 @@ def _padded(net: HFNetwork, rows: list, mode: str) -> _Batch:
     n = np.array([v.shape[0] for v in values], dtype=np.int64)
     longest = int(n.max())
     first = values[0]
-    if mode == "equal_lengths":
-        stacked = torch.stack(values)
+    if mode == "equal_lengths" or (n == longest).all():
+        # nothing to pad: the pass one input at a time takes, on a stack (no mask, no padding checks)
+        stacked = torch.stack(values).to(model_device(net.model))
         return _Batch(rows, _with_extra(net, {net.input_name: stacked}), False,
                       np.zeros(len(rows), dtype=np.int64), None, None)
     fill = net.pad_id if net.modality == "text" else 0
