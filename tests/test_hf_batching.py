@@ -380,3 +380,21 @@ def test_fit_rows_of_batched_neighbourhoods_equal_one_at_a_time(saved, name):
     windows = [range(w, min(len(inputs), w + 9)) for w in range(0, len(inputs), 9)]
     kept = [sum(i not in want_skipped for i in w) for w in windows]
     assert len(calls) == sum(-(-len(w) // 4) + -(-6 * k // 4) for w, k in zip(windows, kept))
+
+
+def test_the_fit_capture_benchmark_runs_on_two_sentences(tmp_path):
+    # structure only (no timing asserted): the text suite's embedded pair, 2 sentences x 3 neighbours
+    pytest.importorskip("equivtest_thesis")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "batched_capture.py"
+    spec = importlib.util.spec_from_file_location("equivtest_benchmark_batched_capture_fit", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fit.json"
+    assert bench.main(["--fit-samples", "2", "--neighbourhood", "3", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["samples"] == 2 and result["neighbourhood"] == 3 and len(result["ratios"]) == 1
+    assert result["max_rel_diff"] <= RTOL
