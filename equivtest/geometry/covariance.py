@@ -177,21 +177,17 @@ def _gram_spectra(nb: np.ndarray, dev: torch.device) -> tuple[np.ndarray, np.nda
         for start in range(first, last, block):
             stop = min(last, start + block)
             x = _centred(as_tensor(nb[start:stop], device=dev))
-            gram = x.transpose(1, 2) @ x if f < m else x @ x.transpose(1, 2)
-            # trace(X^T X) = trace(X X^T): the sum of squares, without another pass over X
-            variances[start:stop] = (gram.diagonal(dim1=1, dim2=2).sum(dim=1) / ((m - 1) * f)).cpu().numpy()
             if f < m:
-                values, vectors = torch.linalg.eigh(gram)  # ascending
-                evecs[start:stop] = vectors.cpu().numpy()
+                values, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
             else:
-                values, v = torch.linalg.eigh(gram)
+                values, v = torch.linalg.eigh(x @ x.transpose(1, 2))
                 values, v = values[:, -k:], v[:, :, -k:]  # the M-th is 0: centring removed it
-                # (v^T X)^T / s, v^T X a contiguous product (X^T v on transposed operands ran 2x slower);
-                # rounding leaves 0 (or below) where s is 0: a zero column, never kept
+                # X^T v / s; rounding leaves 0 (or below) where s is 0: a zero column, never kept
                 inverse = torch.where(values > tiny, values.clamp(min=tiny).rsqrt(), 0.0)
-                vectors = (v.transpose(1, 2) @ x).mul_(inverse[:, :, None])  # (b, K, F)
-                evecs[start:stop] = vectors.cpu().numpy().transpose(0, 2, 1)
+                vectors = (x.transpose(1, 2) @ v) * inverse[:, None, :]
             evals[start:stop] = (values / (m - 1)).cpu().numpy()
+            evecs[start:stop] = vectors.cpu().numpy()
+            variances[start:stop] = (x.square().sum(dim=(1, 2)) / ((m - 1) * f)).cpu().numpy()
 
     if dev.type == "cpu":
         block = max(1, _GRAM_BLOCK_BYTES // (8 * m * f))
