@@ -13,6 +13,14 @@ alternately, ``--repeats`` times each:
 * batched: :func:`equivtest.adapters.hf.batching.capture_sequences` (length-sorted
   padded batches of ``--batch-size`` sentences with attention masks, padding dropped).
 
+With ``--fit-samples K`` it measures the fit's capture instead: the text suite's pair
+(XLNet-small layer 1 against MiniLM layer 3, the embedded networks, 24 features each), K
+training sentences, neighbourhoods of ``--neighbourhood`` (100) points, 64 positions,
+``Positions.batch_size`` 50: ``Positions.capture`` (neighbourhood passes batched across
+inputs) against the one-at-a-time reference ``tests/_hf_reference.positions_capture``
+(the loop it replaced: one pass per input, its neighbours 50 per pass), with the same
+seed, so the positions drawn must be the same (checked) and the rows equal to 1e-5.
+
 It prints the medians, the pairwise ratios (one at a time / batched: above 1, batched is
 faster) and how far the rows are apart: per sentence, the largest absolute difference
 divided by the largest absolute value of its one-at-a-time rows; the largest over all
@@ -119,6 +127,48 @@ def recheck(net: HFNetwork, sentences, bad, rows, batch_size: int, repeat: int) 
     return out
 
 
+def measure_fit(n_samples: int, neighbourhood: int, repeats: int) -> dict:
+    """The fit's capture of the text suite's pair, one input at a time against batched across inputs."""
+    from dataclasses import replace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests._hf_reference import positions_capture
+    from equivtest import GaussianNeighbourhood
+    from equivtest.adapters.hf import Positions
+    from equivtest_thesis.experiments.text import DELTA
+    from equivtest_thesis.experiments.text import pair as text_pair
+
+    pair = text_pair()
+    train = polarity_splits()[0]
+    chosen = np.sort(np.random.default_rng(0).choice(len(train), n_samples, replace=False))
+    samples = [train.sentences[i] for i in chosen]
+    positions = Positions(GaussianNeighbourhood(neighbourhood, DELTA), positions=64, align="trim", seed=0)
+    pair = replace(pair, pairing=positions)
+    ways = {"one_at_a_time": lambda s: positions_capture(positions, pair, s)[:2],
+            "batched": lambda s: (lambda c: (c.activations, c.groups))(positions.capture(pair, s, None))}
+    for fn in ways.values():  # warm-up, untimed
+        fn(samples[:1])
+    times, gaps_seen = {name: [] for name in ways}, []
+    for repeat in range(repeats):
+        rows = {}
+        for name, fn in ways.items():
+            t = time.perf_counter()
+            rows[name] = fn(samples)
+            times[name].append(time.perf_counter() - t)
+            print(f"[{repeat + 1}/{repeats}] fit capture, {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+        (got, groups), (want, want_groups) = rows["batched"], rows["one_at_a_time"]
+        if not np.array_equal(groups, want_groups):
+            raise RuntimeError("the batched capture drew other positions than the one-at-a-time reference")
+        gaps_seen.append(max(largest_gap([got[s][k][groups == g] for g in np.unique(groups)],
+                                         [want[s][k][groups == g] for g in np.unique(groups)])
+                             for s in "ab" for k in (0, 1)))
+    ratios = [a / b for a, b in zip(times["one_at_a_time"], times["batched"])]
+    return {"what": "fit capture (Positions.capture) of the text suite's pair", "samples": n_samples,
+            "neighbourhood": neighbourhood, "positions": 64, "batch_size": positions.batch_size, "repeats": repeats,
+            "one_at_a_time_s": times["one_at_a_time"], "batched_s": times["batched"], "ratios": ratios,
+            "median_ratio": float(np.median(ratios)), "max_rel_diff": max(gaps_seen)}
+
+
 def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "load_average_1min": os.getloadavg()[0]}
@@ -131,9 +181,25 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--fit-samples", type=int, default=None,
+                        help="measure the fit's capture of the text suite's pair on this many sentences instead")
+    parser.add_argument("--neighbourhood", type=int, default=100, help="neighbourhood size of --fit-samples")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.fit_samples is not None:
+        before = machine()
+        result = measure_fit(args.fit_samples, args.neighbourhood, args.repeats)
+        result["machine"] = {**before, "load_average_1min_after": os.getloadavg()[0]}
+        print(f"fit capture, {args.fit_samples} sentences x {args.neighbourhood} neighbours: one at a time "
+              f"{np.median(result['one_at_a_time_s']):.2f} s, batched {np.median(result['batched_s']):.2f} s; ratio "
+              f"{result['median_ratio']:.2f} (pairwise {min(result['ratios']):.2f}-{max(result['ratios']):.2f}); rows "
+              f"equal to {result['max_rel_diff']:.1e}; {before['torch_threads']} torch thread(s), load "
+              f"{before['load_average_1min']:.2f} -> {result['machine']['load_average_1min_after']:.2f}")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=1))
+        return 0
     test = polarity_splits()[2]
     if not 1 <= args.sentences <= len(test):
         parser.error(f"--sentences must lie in 1..{len(test)} (the text suite's test split)")

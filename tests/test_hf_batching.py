@@ -21,12 +21,11 @@ import torch
 from equivtest import GaussianNeighbourhood
 from equivtest.adapters.hf import HFNetwork, ctc_greedy
 from equivtest.adapters.hf.batching import (
-    answers, capture_drawn, capture_neighbourhoods, capture_sequences, draw_neighbourhood, padding_mode,
+    answers, capture_drawn, capture_neighbourhoods, capture_neighbours, capture_sequences, draw_neighbourhood,
+    padding_mode,
 )
-try:  # the one-at-a-time reference: in pairing.py once the unified front end lands, in fit.py before
-    from equivtest.adapters.hf.pairing import _with_neighbourhood
-except ImportError:
-    from equivtest.adapters.hf.fit import _with_neighbourhood
+from ._hf_reference import positions_capture
+from ._hf_reference import with_neighbourhood as _with_neighbourhood  # the one-at-a-time reference
 from equivtest.errors import EquivtestError
 
 from .test_hf import WORDS, sentences, tiny_roberta, tiny_wav2vec2, tiny_xlnet, word_tokenizer
@@ -334,3 +333,68 @@ def test_the_batched_capture_benchmark_runs_on_a_few_sentences(tmp_path):
     result = json.loads(out.read_text())
     assert result["sentences"] == 8 and result["features"] == 384 and result["layer"] == "encoder.layer.3"
     assert result["max_rel_diff"] <= RTOL and len(result["ratios"]) == 1
+
+
+def position_map(sample, length_a, length_b):
+    return np.floor(np.arange(length_b) * length_a / length_b).astype(int)
+
+
+def transcript(wave):  # a map into B's domain; every third input gives no text (the input is skipped)
+    return "" if len(wave) % 3 == 0 else sentences(1, seed=len(wave))[0]
+
+
+PAIRS = {  # (A, B, inputs, domain map, alignment)
+    "bert-xlnet": lambda s: (bert(s, features=8), xlnet(s, features=8), sentences(11, seed=12), None, "trim"),
+    "xlnet-bert-pad": lambda s: (xlnet(s, features=8), bert(s, features=8), sentences(6, seed=13), None, "pad"),
+    "wav2vec2-speech2text": lambda s: (wav2vec2(s, features=8), speech2text(s, features=8), waves(5, seed=14), None,
+                                       "resample"),
+    "wav2vec2-bert-mapped": lambda s: (wav2vec2(s, features=8), bert(s, features=8), waves(9, seed=15), transcript,
+                                       position_map),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_fit_rows_of_batched_neighbourhoods_equal_one_at_a_time(saved, name):
+    from equivtest import NetworkPair
+    from equivtest.adapters.hf import Positions
+
+    a, b, inputs, domain_map, align = PAIRS[name](saved)
+    pair = NetworkPair(a, b, domain_map=domain_map)
+    positions = Positions(GaussianNeighbourhood(6, 0.05), positions=5, align=align, seed=3, batch_size=4)
+    want, want_groups, want_skipped, _ = positions_capture(positions, pair, inputs)
+    calls = []
+    handle = a.model.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+    try:
+        got = positions.capture(pair, inputs, None)
+    finally:
+        handle.remove()
+    assert got.info["skipped"] == want_skipped and (name != "wav2vec2-bert-mapped" or want_skipped)
+    np.testing.assert_array_equal(got.groups, want_groups)  # the same positions were drawn
+    for side in "ab":
+        for g in np.unique(want_groups):
+            rows = want_groups == g
+            assert_rows_close(got.activations[side][0][rows], want[side][0][rows], f"{name} {side} input {g}")
+            assert_rows_close(got.activations[side][1][rows], want[side][1][rows], f"{name} {side} input {g} neighbours")
+    # A's passes ran in full batches across inputs, a window of 16 * 4 // 7 = 9 inputs at a time:
+    # per window its inputs' sequences, then the neighbours of those not skipped (one at a time: 3 per input)
+    windows = [range(w, min(len(inputs), w + 9)) for w in range(0, len(inputs), 9)]
+    kept = [sum(i not in want_skipped for i in w) for w in windows]
+    assert len(calls) == sum(-(-len(w) // 4) + -(-6 * k // 4) for w, k in zip(windows, kept))
+
+
+def test_the_fit_capture_benchmark_runs_on_two_sentences(tmp_path):
+    # structure only (no timing asserted): the text suite's embedded pair, 2 sentences x 3 neighbours
+    pytest.importorskip("equivtest_thesis")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "batched_capture.py"
+    spec = importlib.util.spec_from_file_location("equivtest_benchmark_batched_capture_fit", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fit.json"
+    assert bench.main(["--fit-samples", "2", "--neighbourhood", "3", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["samples"] == 2 and result["neighbourhood"] == 3 and len(result["ratios"]) == 1
+    assert result["max_rel_diff"] <= RTOL

@@ -16,7 +16,9 @@ functions here run many inputs per pass and give the same results, to float32 ro
   input come from the model's ``_get_feat_extract_output_lengths``
   (:meth:`HFNetwork.layer_lengths`);
 - padding positions are dropped from the results, and the layer's padded length is
-  checked against what the lengths predict (a mismatch is an error, not a silent shift).
+  checked against what the lengths predict (a mismatch is an error, not a silent shift);
+- a batch whose inputs all have one length (e.g. the neighbours of one input) is stacked
+  without padding or mask, as the one-at-a-time pass takes it.
 
 How an audio model is batched (``padding="auto"``, :func:`padding_mode`): Wav2Vec2-type
 models with ``feat_extract_norm == "layer"`` normalise each frame on its own and take the
@@ -131,8 +133,9 @@ def _padded(net: HFNetwork, rows: list, mode: str) -> _Batch:
     n = np.array([v.shape[0] for v in values], dtype=np.int64)
     longest = int(n.max())
     first = values[0]
-    if mode == "equal_lengths":
-        stacked = torch.stack(values)
+    if mode == "equal_lengths" or (n == longest).all():
+        # nothing to pad: the pass one input at a time takes, on a stack (no mask, no padding checks)
+        stacked = torch.stack(values).to(model_device(net.model))
         return _Batch(rows, _with_extra(net, {net.input_name: stacked}), False,
                       np.zeros(len(rows), dtype=np.int64), None, None)
     fill = net.pad_id if net.modality == "text" else 0
@@ -228,7 +231,13 @@ def capture_sequences(net: HFNetwork, inputs: Sequence, batch_size: int = 32, *,
     ``dtype`` (default float64, as ``sequences`` gives them) at the end.
     """
     mode = padding_mode(net, padding)
-    xs = _encode_all(net, inputs, "inputs")
+    return capture_encoded(net, _encode_all(net, inputs, "inputs"), batch_size, padding=mode, dtype=dtype)
+
+
+def capture_encoded(net: HFNetwork, xs: Sequence[torch.Tensor], batch_size: int = 32, *, padding: str = "auto",
+                    dtype=np.float64) -> list:
+    """:func:`capture_sequences` of inputs already encoded (the 1-d tensors :meth:`HFNetwork.encode` gives)."""
+    mode = padding_mode(net, padding)
     passes = [_Pass(i, _model_inputs(net, x[None])[0]) for i, x in enumerate(xs)]
     return [_numpy(r, dtype) for r in _capture(net, passes, batch_size, mode)]
 
@@ -265,28 +274,48 @@ def draw_neighbourhood(net: HFNetwork, sample, neighbourhood, rng: np.random.Gen
     return Drawn(x, std * torch.as_tensor(rng.standard_normal((m, len(x), int(width))), dtype=torch.float32))
 
 
+def _neighbour_passes(net: HFNetwork, item: int, drawn: Drawn, batch_size: int) -> list:
+    """The forward passes of one drawn neighbourhood: audio through the front end ``batch_size``
+    waveforms at a time (as the one-at-a-time path feeds them), text the input with its shifts."""
+    if net.modality == "text":
+        return [_Pass(item, drawn.x, shift) for shift in drawn.noise]
+    values = []
+    for s in range(0, len(drawn.noise), int(batch_size)):
+        values.extend(_model_inputs(net, drawn.noise[s : s + int(batch_size)]))
+    return [_Pass(item, v) for v in values]
+
+
 def capture_drawn(net: HFNetwork, drawn: Sequence[Drawn], batch_size: int = 50, *, padding: str = "auto",
                   dtype=np.float64) -> list:
     """Per drawn neighbourhood ``(sequence (T_i, f), neighbours (M, T_i, f))``: the inputs' and all
     neighbours' passes sorted by length and run in padded batches across inputs (see
     :func:`capture_neighbourhoods`)."""
     mode = padding_mode(net, padding)
-    passes, sizes = [], []
+    passes = []
     for i, d in enumerate(drawn):
-        if net.modality == "audio":
-            values = [_model_inputs(net, d.x[None])[0]]
-            for s in range(0, len(d.noise), int(batch_size)):
-                values.extend(_model_inputs(net, d.noise[s : s + int(batch_size)]))
-            passes.extend(_Pass(i, v) for v in values)
-        else:
-            passes.append(_Pass(i, d.x))
-            passes.extend(_Pass(i, d.x, shift) for shift in d.noise)
-        sizes.append(len(d.noise))
+        passes.append(_Pass(i, _model_inputs(net, d.x[None])[0]))
+        passes.extend(_neighbour_passes(net, i, d, batch_size))
     rows = _capture(net, passes, batch_size, mode)
     out, k = [], 0
-    for m in sizes:
+    for d in drawn:
+        m = len(d.noise)
         out.append((_numpy(rows[k], dtype), _numpy(torch.stack(rows[k + 1 : k + m + 1]), dtype)))
         k += m + 1
+    return out
+
+
+def capture_neighbours(net: HFNetwork, drawn: Sequence[Drawn], batch_size: int = 50, *, padding: str = "auto",
+                       dtype=np.float64) -> list:
+    """Per drawn neighbourhood its neighbours' rows ``(M, T_i, f)`` only, the passes of all of them
+    sorted by length and run in padded batches across inputs (the inputs' own rows:
+    :func:`capture_encoded`)."""
+    mode = padding_mode(net, padding)
+    passes = [p for i, d in enumerate(drawn) for p in _neighbour_passes(net, i, d, batch_size)]
+    rows = _capture(net, passes, batch_size, mode)
+    out, k = [], 0
+    for d in drawn:
+        out.append(_numpy(torch.stack(rows[k : k + len(d.noise)]), dtype))
+        k += len(d.noise)
     return out
 
 

@@ -73,44 +73,88 @@ class Positions:
     # -- the fit's rows ------------------------------------------------------------------
     def capture(self, pair, data, config, stage=None) -> Captured:
         """Per input: each network's sequence and its neighbours' (drawn per network), aligned
-        to one length; ``positions`` of them (the same in the input and in each neighbour)."""
+        to one length; ``positions`` of them (the same in the input and in each neighbour).
+
+        The forward passes run in length-sorted padded batches across inputs
+        (:mod:`~equivtest.adapters.hf.batching`), a window of inputs at a time, while the
+        random draws keep the one-at-a-time order: per input, A's neighbourhood, B's, then
+        the positions. So the rows equal those of one pass per input and per batch of
+        neighbours, to float32 rounding."""
         samples = _as_samples(data)
         rng = np.random.default_rng(self.seed)
         rows = {"a": ([], []), "b": ([], [])}
         groups, skipped = [], []
         t0 = time.perf_counter()
-        for i, item in enumerate(samples):
-            if stage and i % 16 == 0:
-                stage(f"capturing sample {i + 1}/{len(samples)} and its neighbourhoods in both networks")
-            seqs = {}
-            for side in ("a", "b"):
-                net = pair.side(side)
-                x = pair.inputs_for(side, item)
-                if side == "b" and pair.domain_map is not None and net.modality == "text" and not str(x).strip():
-                    skipped.append(i)  # the domain map gave nothing (e.g. an empty transcript)
-                    break
-                seqs[side] = _with_neighbourhood(net, x, self.neighbourhood, rng, self.batch_size,
-                                                 f"sample {i} ({net.name})")
-            if len(seqs) < 2:
-                continue
-            (sa, na), (sb, nb) = seqs["a"], seqs["b"]
-            if callable(self.align):
-                index = self.mapped(item, len(sa), len(sb))
-                sa, na, length = sa[index], na[:, index], len(sb)
-            else:
-                length = max(len(sa), len(sb)) if self.align == "pad" else min(len(sa), len(sb))
-                sa, na, sb, nb = (align_length(s, length, self.align) for s in (sa, na, sb, nb))
-            pos = select_positions(length, self.positions, rng, f"sample {i} (aligned length {length})")
-            for side, s, n in (("a", sa, na), ("b", sb, nb)):
-                rows[side][0].append(s[pos])
-                rows[side][1].append(n[:, pos].transpose(1, 0, 2))
-            groups.append(np.full(len(pos), i))
+        window = self._window()
+        for first in range(0, len(samples), window):
+            if stage:
+                stage(f"capturing samples {first + 1}-{min(len(samples), first + window)}/{len(samples)} "
+                      "and their neighbourhoods in both networks")
+            for i, seqs in self._capture_window(pair, samples, range(first, min(len(samples), first + window)), rng):
+                if seqs is None:
+                    skipped.append(i)
+                    continue
+                for side, (s, n) in seqs.items():
+                    rows[side][0].append(s)
+                    rows[side][1].append(n)
+                groups.append(np.full(len(seqs["a"][0]), i))
         if not groups:
             raise EquivtestError("no input gave rows (every domain-map output was empty)")
         activations = {s: (np.concatenate(rows[s][0]), np.concatenate(rows[s][1])) for s in "ab"}
         info = {"n_inputs": len(samples), "n_rows": int(sum(len(g) for g in groups)), "skipped": skipped,
                 "neighbourhood_size": int(self.neighbourhood.size)}
         return Captured(activations, np.concatenate(groups), None, info, {"capture_s": time.perf_counter() - t0})
+
+    def _window(self) -> int:
+        """Inputs per window: enough for 16 batches of neighbour passes per network (at least one)."""
+        return max(1, (16 * int(self.batch_size)) // (int(self.neighbourhood.size) + 1))
+
+    def _capture_window(self, pair, samples: list, window: range, rng):
+        """``(i, {side: (rows (P, f), neighbour rows (P, M, f))})`` per input of ``window``, or ``(i, None)``
+        for an input the domain map turned into no text. Draws from ``rng`` in the one-at-a-time order."""
+        from .batching import capture_encoded, capture_neighbours, draw_neighbourhood
+
+        nets = {s: pair.side(s) for s in "ab"}
+        xs = {"a": {}, "b": {}}
+        for i in window:
+            for side, net in nets.items():
+                x = pair.inputs_for(side, samples[i])
+                if side == "b" and pair.domain_map is not None and net.modality == "text" and not str(x).strip():
+                    break  # the domain map gave nothing (e.g. an empty transcript)
+                xs[side][i] = net.encode(x, f"sample {i} ({net.name})")
+        # the inputs' own sequences: no random draws, so they can run first and give the lengths
+        seqs = {s: dict(zip(xs[s], capture_encoded(nets[s], list(xs[s].values()), self.batch_size))) for s in "ab"}
+        drawn, plans = {"a": [], "b": []}, {}
+        for i in window:
+            for side in "ab":
+                if i in xs[side]:
+                    d = draw_neighbourhood(nets[side], xs[side][i], self.neighbourhood, rng,
+                                           f"sample {i} ({nets[side].name})")
+                    if i in xs["b"]:  # a skipped input's draws only keep the order
+                        drawn[side].append(d)
+            if i in xs["b"]:
+                plans[i] = self._plan(samples[i], len(seqs["a"][i]), len(seqs["b"][i]), rng, i)
+        nbs = {s: dict(zip(plans, capture_neighbours(nets[s], drawn[s], self.batch_size))) for s in "ab"}
+        for i in window:
+            if i not in plans:
+                yield i, None
+                continue
+            index, length, pos = plans[i]
+            sa, na, sb, nb = seqs["a"][i], nbs["a"][i], seqs["b"][i], nbs["b"][i]
+            if index is not None:
+                sa, na = sa[index], na[:, index]
+            else:
+                sa, na, sb, nb = (align_length(v, length, self.align) for v in (sa, na, sb, nb))
+            yield i, {"a": (sa[pos], na[:, pos].transpose(1, 0, 2)), "b": (sb[pos], nb[:, pos].transpose(1, 0, 2))}
+
+    def _plan(self, item, length_a: int, length_b: int, rng, i: int):
+        """``(position map or None, aligned length, positions)`` of one input; the positions drawn from ``rng``."""
+        index = None
+        if callable(self.align):
+            index, length = self.mapped(item, length_a, length_b), length_b
+        else:
+            length = max(length_a, length_b) if self.align == "pad" else min(length_a, length_b)
+        return index, length, select_positions(length, self.positions, rng, f"sample {i} (aligned length {length})")
 
     # -- evaluation ----------------------------------------------------------------------
     def directions(self, pair) -> list[tuple[str, str]]:
@@ -202,25 +246,6 @@ def _as_samples(data, what: str = "samples") -> list:
     if len(data) == 0:
         raise EquivtestError(f"no {what} given; pass a list of audio arrays or strings")
     return list(data)
-
-
-def _with_neighbourhood(net, sample, nb: GaussianNeighbourhood, rng, batch: int, where: str):
-    """The sample's layer sequence ``(T, f)`` and its neighbours' ``(M, T, f)``."""
-    x = net.encode(sample, where)
-    m, std = int(nb.size), nb.std
-    if not np.isfinite(std):
-        raise EquivtestError(f"{where}: the neighbourhood's delta {nb.delta!r} is not finite; give a finite delta")
-    if net.modality == "audio":
-        noisy = x.numpy()[None].astype(np.float64) + std * rng.standard_normal((m, x.numel()))
-        noisy = torch.as_tensor(noisy, dtype=torch.float32)
-        nbs = torch.cat([net.sequences(noisy[s : s + batch]) for s in range(0, m, batch)])
-    else:
-        emb = net.embed(x[None])  # (1, T, E)
-        noise = torch.as_tensor(rng.standard_normal((m, *emb.shape[1:])), dtype=emb.dtype)
-        noisy = emb + std * noise
-        ids = x[None].expand(m, -1)
-        nbs = torch.cat([net.sequences(ids[s : s + batch], embeddings=noisy[s : s + batch]) for s in range(0, m, batch)])
-    return net.sequences(x[None])[0].numpy(), nbs.numpy()
 
 
 def answers_by_direction(result) -> dict:
