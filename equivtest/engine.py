@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._memory import DiskRows, RowStore, StagePeaks, factor_bytes, held_bytes, take_rows
 from .config import FitConfig
 from .criteria import EquivalenceResult, EvaluationArrays, criterion
 from .errors import ActivationError, EquivtestError
@@ -36,8 +37,11 @@ class FittedPair:
     after the fit: ``evaluate`` returns its results as values.
 
     ``data`` is what the fit was given (a sampler, or a list of texts or waveforms);
-    ``activations[side] = (rows, neighbourhood rows)``; ``groups[r]`` the input row r came
-    from; ``samples`` the drawn :class:`SampleSet` of fixed-shape inputs (else ``None``).
+    ``activations[side] = (rows, neighbourhood rows)`` in the networks' precision (float32
+    for float32 networks; neighbourhood rows beyond ``config.memory_budget`` are
+    :class:`~equivtest._memory.DiskRows` on disk); ``groups[r]`` the input row r came
+    from; ``samples`` the drawn :class:`SampleSet` of fixed-shape inputs (else ``None``);
+    ``memory`` the peak memory of each stage of the fit and where the rows were held.
     """
 
     pair: NetworkPair
@@ -49,6 +53,7 @@ class FittedPair:
     samples: SampleSet | None = None
     info: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
 
     @property
     def sampler(self):
@@ -101,6 +106,8 @@ class FittedPair:
         """
         null_shuffles = _count(null_shuffles, "null_shuffles")
         t0 = time.perf_counter()
+        peaks = StagePeaks()
+        stage = measured(stage, peaks)
         p, pairing = self.pair, self.pair.pairing
         if target_input is not None:
             if not hasattr(pairing, "target_input"):
@@ -137,7 +144,8 @@ class FittedPair:
         found.extend(self.reference_measures(test, p))
         numeric = test.inputs if isinstance(test.inputs, np.ndarray) else None
         arrays = EvaluationArrays(numeric, test.rows, test.groups, test.outputs, predictions, stitched)
-        info = {"n_test": len(test_inputs), "evaluate_s": round(time.perf_counter() - t0, 6),
+        peaks.finish()
+        info = {"n_test": len(test_inputs), "evaluate_s": round(time.perf_counter() - t0, 6), "memory": peaks.record(),
                 **({"target_input": pairing.target_input} if hasattr(pairing, "target_input") else {})}
         result = EquivalenceResult(p.name, found, info, arrays)
         return result.with_thresholds(thresholds) if thresholds else result
@@ -245,13 +253,14 @@ def fit(pair: NetworkPair, data, config: FitConfig | None = None, *, stage: Stag
     if not isinstance(pair, NetworkPair):
         raise TypeError(f"fit needs a NetworkPair, got {type(pair).__name__}")
     config = config or FitConfig()
+    peaks = StagePeaks()
+    stage = measured(stage, peaks)
+    peaks.stage("capture")
     captured = pair.pairing.capture(pair, data, config, stage)
     rows = _drawn_rows(len(captured.groups), config.max_rows, getattr(data, "seed", 0), stage)
-    activations, groups = captured.activations, captured.groups
-    if rows is not None:
-        activations = {side: (s[rows], nb[rows]) for side, (s, nb) in activations.items()}
-        groups = groups[rows]
-    return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage)
+    activations, store = _within_budget(captured.activations, rows, config)
+    groups = captured.groups if rows is None else captured.groups[rows]
+    return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage, peaks, store)
 
 
 def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
@@ -278,6 +287,8 @@ def fit_slice_lengths(
     one is made.
     """
     config = config or FitConfig()
+    outer, peaks = stage, StagePeaks()
+    stage = measured(outer, peaks)
     for side in ("a", "b"):
         if pair.layer(side).layout is None:
             raise EquivtestError(
@@ -285,6 +296,7 @@ def fit_slice_lengths(
                 "(give LayerSpec(..., layout='bsf') or fit it with fit_pair)"
             )
     positions = _with_slice_length(pair, 1)
+    peaks.stage("capture")
     first = positions.pairing.capture(positions, sampler, config, stage)
     captured, samples, timings = first.activations, first.samples, first.timings
     n = len(samples.samples)
@@ -308,7 +320,9 @@ def fit_slice_lengths(
         groups = np.repeat(np.arange(n), per) if rows is None else rows // per
         info = {**first.info, "n_rows": int(len(groups))}
         yield _fit(sliced, sampler, config, Captured({}, groups, samples, info), activations, groups,
-                   {**timings, "cut_s": time.perf_counter() - t}, stage)
+                   {**timings, "cut_s": time.perf_counter() - t}, stage, peaks, _store_holding(activations, config))
+        peaks = StagePeaks()  # the next fit's stages are its own
+        stage = measured(outer, peaks)
         del activations  # held by the fit just handed out; the caller decides when it goes
 
 
@@ -317,14 +331,84 @@ def _with_slice_length(pair: NetworkPair, p: int) -> NetworkPair:
                    layer_a=replace(pair.layer_a, slice_length=p), layer_b=replace(pair.layer_b, slice_length=p))
 
 
-def _fit(pair, data, config, captured: Captured, activations, groups, timings, stage) -> FittedPair:
-    if stage:
-        stage(f"fitting the transformation on {len(groups):,} rows")
+def _fit(pair, data, config, captured: Captured, activations, groups, timings, stage, peaks: StagePeaks,
+         store: RowStore) -> FittedPair:
+    stage(f"fitting the transformation on {len(groups):,} rows")
     t = time.perf_counter()
-    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage)
+    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage,
+                                                           allocate_factors=store.factors)
     timings["fit_s"] = time.perf_counter() - t
+    peaks.finish()
     info = {**captured.info, "seed": int(getattr(data, "seed", getattr(pair.pairing, "seed", 0)) or 0)}
-    return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info, timings)
+    memory = {**peaks.record(), **store.describe()}
+    return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info,
+                      timings, memory)
+
+
+# The stages whose peak memory a fit and an evaluation record, by the progress messages
+# that start them (the first match wins; a message matching none continues the stage).
+STAGES = (
+    ("capturing the test inputs", "test_capture"),
+    ("neighbourhood covariances", "geometry_{side}"),
+    ("kernel and diffusion maps", "kernel_{side}"),
+    ("alignment and interpolants", "interpolants"),
+    ("capturing", "capture"),
+    ("sampling", "capture"),
+    ("criteria", "criteria"),
+    ("reference measures", "reference_measures"),
+)
+
+
+def stage_name(message: str) -> str | None:
+    """The stage a progress message starts (see :data:`STAGES`), or ``None``."""
+    for text, name in STAGES:
+        if text in message:
+            side = "b" if message.startswith("network B") else "a"
+            return name.format(side=side)
+    return None
+
+
+def measured(stage: Stage | None, peaks: StagePeaks) -> Stage:
+    """``stage`` that also starts a new measured stage in ``peaks`` where a message names one."""
+    def report(message: str) -> None:
+        name = stage_name(message)
+        if name is not None and name != peaks.current:
+            peaks.stage(name)
+        if stage:
+            stage(message)
+    return report
+
+
+def _within_budget(activations: dict, rows: np.ndarray | None, config: FitConfig) -> tuple[dict, RowStore]:
+    """The fit's rows (``rows`` of them, or all) and the store that holds them: neighbourhood
+    rows beyond the memory budget are on disk, copied there a block at a time where the
+    pairing held them in memory (without a budget, nothing moves)."""
+    if config.budget_bytes is None and rows is None:
+        return activations, _store_holding(activations, config)
+    store, out = config.row_store(), {}
+    for side, (s, nb) in activations.items():
+        s = s if rows is None else s[rows]
+        store.hold(s.shape)
+        store.resident += s.nbytes
+        later = factor_bytes((len(s), nb.shape[1], nb.shape[2]))
+        if rows is None:
+            nb = store.keep(nb, f"neighbourhoods-{side}", later)
+        elif store.fits(len(rows) * nb[0].nbytes, later) and not isinstance(nb, DiskRows):
+            nb = nb[rows]
+            store.resident += nb.nbytes
+        else:
+            nb = take_rows(nb, rows, store, f"neighbourhoods-{side}", later)
+        out[side] = s, nb
+    return out, store
+
+
+def _store_holding(activations: dict, config: FitConfig) -> RowStore:
+    """A store for the factors that counts the rows already held in memory."""
+    store = config.row_store()
+    samples = activations["a"][0]
+    store.reserve = held_bytes(*samples.shape) if config.budget_bytes is not None else 0
+    store.resident = sum(part.nbytes for pair in activations.values() for part in pair if not isinstance(part, DiskRows))
+    return store
 
 
 def _drawn_rows(n: int, max_rows: int | None, seed: int, stage: Stage | None = None) -> np.ndarray | None:
