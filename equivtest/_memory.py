@@ -94,8 +94,10 @@ class DiskRows:
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            key = slice(int(key), int(key) + 1)
-            return self[key][0]
+            index = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= index < len(self):
+                raise IndexError(f"row {int(key)} is out of range for {len(self)} rows")
+            return self[index : index + 1][0]
         try:
             return np.array(self._map[key])
         finally:

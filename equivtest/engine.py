@@ -260,6 +260,7 @@ def fit(pair: NetworkPair, data, config: FitConfig | None = None, *, stage: Stag
     rows = _drawn_rows(len(captured.groups), config.max_rows, getattr(data, "seed", 0), stage)
     activations, store = _within_budget(captured.activations, rows, config)
     groups = captured.groups if rows is None else captured.groups[rows]
+    captured = replace(captured, activations={})  # rows moved to disk are not also held here
     return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage, peaks, store)
 
 
@@ -297,7 +298,9 @@ def fit_slice_lengths(
             )
     positions = _with_slice_length(pair, 1)
     peaks.stage("capture")
-    first = positions.pairing.capture(positions, sampler, config, stage)
+    # the capture at slice length 1 is held in memory (every fit is cut from it); each
+    # fit's own rows then go to disk where they exceed the memory budget
+    first = positions.pairing.capture(positions, sampler, replace(config, memory_budget=None), stage)
     captured, samples, timings = first.activations, first.samples, first.timings
     n = len(samples.samples)
     lengths = {side: len(captured[side][0]) // n for side in ("a", "b")}
@@ -316,11 +319,12 @@ def fit_slice_lengths(
                        for side in ("a", "b")}
         if index == len(slice_lengths) - 1:
             del captured  # the last fit need not share memory with the whole capture
+        activations, store = _within_budget(activations, None, config)
         per = n_rows // n
         groups = np.repeat(np.arange(n), per) if rows is None else rows // per
         info = {**first.info, "n_rows": int(len(groups))}
         yield _fit(sliced, sampler, config, Captured({}, groups, samples, info), activations, groups,
-                   {**timings, "cut_s": time.perf_counter() - t}, stage, peaks, _store_holding(activations, config))
+                   {**timings, "cut_s": time.perf_counter() - t}, stage, peaks, store)
         peaks = StagePeaks()  # the next fit's stages are its own
         stage = measured(outer, peaks)
         del activations  # held by the fit just handed out; the caller decides when it goes

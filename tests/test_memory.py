@@ -174,3 +174,25 @@ def test_fit_and_evaluate_record_peak_memory_per_stage(pair32, in_memory, tmp_pa
     assert record["budget_bytes"] is None and record["streamed"] == []
     json.dumps(record)
     assert os.path.exists(path)
+
+
+def test_budget_with_slice_lengths_streams_each_fit_with_the_same_results():
+    """Rows a pairing gives in memory (here cut from one capture) go to disk when over the budget."""
+    from equivtest import LayerSpec, fit_slice_lengths
+    from equivtest._memory import held_bytes
+    from equivtest.sampling import DatasetPoints
+
+    from .test_sequences import ConvNet, LstmNet, smooth_sequences
+
+    sampler = Sampler(DatasetPoints(smooth_sequences(60), 60), GaussianNeighbourhood(16, 1e-4), seed=0)
+    pair = NetworkPair(ConvNet(seed=3), LstmNet(seed=2), LayerSpec("act", layout="bfs"),
+                       LayerSpec("lstm", output=0, layout="bsf"), name="toy")
+    config = FitConfig(n_eigenvectors=4, max_rows=100)
+    plain = next(fit_slice_lengths(pair, sampler, (4,), config))
+    rows = plain.activations["a"][0]
+    budget = held_bytes(*rows.shape) + sum(plain.activations[s][0].nbytes for s in "ab") + 1
+    streamed = next(fit_slice_lengths(pair, sampler, (4,), FitConfig(n_eigenvectors=4, max_rows=100, memory_budget=budget)))
+    assert all(isinstance(streamed.activations[s][1], DiskRows) for s in "ab")
+    for side in "ab":
+        np.testing.assert_array_equal(streamed.activations[side][1][:], plain.activations[side][1])
+    np.testing.assert_array_equal(streamed.transformation.side_a_.coordinates, plain.transformation.side_a_.coordinates)
