@@ -12,6 +12,11 @@ and read back a block of rows at a time. Each measurement runs in its own child 
   fit with ``FitConfig(memory_budget=...)`` makes it: on disk (``numpy.memmap``) when
   they do not fit the budget.
 
+With ``--fit``, instead: a whole ``equivtest.fit`` of two float32 networks
+(``Linear(8, F) -> tanh -> Linear(F, 1)``, N random 8-d inputs, Gaussian neighbourhoods
+of M points) without and with ``FitConfig(memory_budget=...)``, reporting the peak memory
+of each stage that the fit itself records (``FittedPair.memory``) and the seconds.
+
 Per child: wall time of each step; ``VmHWM`` (the peak resident set, pages of mapped
 files included; ``ru_maxrss``); and the peak of ``RssAnon`` (the resident memory not
 backed by a file, which the system cannot reclaim without swap), sampled every 10 ms
@@ -91,9 +96,34 @@ def child(args) -> dict:
     return result
 
 
+def fit_child(args) -> dict:
+    """A whole fit of two float32 networks, with or without the budget."""
+    import torch
+
+    from equivtest import FitConfig, NetworkPair
+    from equivtest.engine import fit
+    from equivtest.sampling import DatasetPoints, GaussianNeighbourhood, Sampler
+
+    def net(seed: int):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(8, args.width), torch.nn.Tanh(), torch.nn.Linear(args.width, 1))
+
+    points = np.random.default_rng(0).uniform(-1, 1, size=(args.n, 8))
+    sampler = Sampler(DatasetPoints(points, args.n), GaussianNeighbourhood(args.m, 0.05), seed=0)
+    config = FitConfig(memory_budget=args.budget if args.child == "budget" else None, scratch_dir=args.scratch_dir)
+    with AnonPeak() as anon:
+        t0 = time.perf_counter()
+        fitted = fit(NetworkPair(net(0), net(1), "1", "1"), sampler, config)
+        seconds = time.perf_counter() - t0
+    coordinates = np.concatenate([fitted.transformation.side_a_.coordinates, fitted.transformation.side_b_.coordinates])
+    np.save(args.child_file + f".{args.child}.d2.npy", coordinates)
+    return {"fit_s": seconds, "timings": fitted.timings, "memory": fitted.memory,
+            "vmhwm_gib": _status_kib("VmHWM") / 2**20, "anon_peak_gib": anon.peak / 2**20}
+
+
 def run_child(kind: str, path: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--child-file", path, "--width", str(args.width),
-           "--n", str(args.n), "--m", str(args.m), "--budget", args.budget]
+           "--n", str(args.n), "--m", str(args.m), "--budget", args.budget] + (["--fit"] if args.fit else [])
     if args.scratch_dir:
         cmd += ["--scratch-dir", args.scratch_dir]
     print(f"[{time.strftime('%H:%M:%S')}] F={args.width}: {kind}", file=sys.stderr, flush=True)
@@ -102,6 +132,24 @@ def run_child(kind: str, path: str, args) -> dict:
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fit_table(results: dict, args) -> str:
+    stages = [name for r in results.values() if "memory" in r for name in r["memory"]["peak_bytes"]]
+    stages = list(dict.fromkeys(stages))
+    lines = ["| run | fit s | rows on disk | " + " | ".join(f"{s} GiB" for s in stages) + " | RssAnon peak GiB |",
+             "|---|---:|---|" + "---:|" * (len(stages) + 1)]
+    for kind, r in results.items():
+        label = "in memory" if kind == "memory" else f"memory_budget={args.budget}"
+        if "error" in r:
+            lines.append(f"| {label} | failed: {r['error']} |")
+            continue
+        peaks = r["memory"]["peak_bytes"]
+        disk = ", ".join(sorted({e["rows"] for e in r["memory"]["streamed"]})) or "none"
+        lines.append(f"| {label} | {r['fit_s']:.1f} | {disk} | " + " | ".join(
+            f"{peaks.get(s, float('nan')) / 2**30:.2f}" for s in stages) + f" | {r['anon_peak_gib']:.2f} |")
+    return "\n".join(lines) + (f"\n\nF = {args.width}, N = {args.n}, M = {args.m}; per stage: "
+                               f"{next(iter(results.values())).get('memory', {}).get('measure')}.")
 
 
 def table(results: dict, args) -> str:
@@ -124,26 +172,28 @@ def main(argv=None) -> int:
     parser.add_argument("--m", type=int, default=64)
     parser.add_argument("--budget", default="1GiB")
     parser.add_argument("--scratch-dir", default=None)
+    parser.add_argument("--fit", action="store_true", help="a whole fit of two float32 networks instead")
     parser.add_argument("--out", default="reports/memory.json")
     parser.add_argument("--child", choices=["memory", "budget"], help=argparse.SUPPRESS)
     parser.add_argument("--child-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args)))
+        print(json.dumps(fit_child(args) if args.fit else child(args)))
         return 0
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="equivtest-memory-") as tmp:
         path = str(Path(tmp) / f"nb{args.width}.f32")
-        np.save(path + ".samples.npy", write_activations(Path(path), args.n, args.m, args.width))
+        if not args.fit:
+            np.save(path + ".samples.npy", write_activations(Path(path), args.n, args.m, args.width))
         results = {kind: run_child(kind, path, args) for kind in ("memory", "budget")}
         files = [Path(path + f".{kind}.d2.npy") for kind in results]
         same = all(f.exists() for f in files) and np.array_equal(np.load(files[0]), np.load(files[1]))
     load = (load_before, os.getloadavg()[0])
-    print(table(results, args))
-    print(f"\ndistances equal: {same}; wall {time.perf_counter() - started:.0f} s; 1-minute load {load[0]:.1f} before, "
+    print(fit_table(results, args) if args.fit else table(results, args))
+    print(f"\nresults equal (distances; with --fit, diffusion coordinates): {same}; wall {time.perf_counter() - started:.0f} s; 1-minute load {load[0]:.1f} before, "
           f"{load[1]:.1f} after; {os.cpu_count()} CPUs, {platform.platform()}")
     record = {"schema": "equivtest.benchmark.memory", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-              "width": args.width, "n": args.n, "m": args.m, "budget": args.budget, "distances_equal": same,
+              "fit": args.fit, "width": args.width, "n": args.n, "m": args.m, "budget": args.budget, "distances_equal": same,
               "load_average_1min": load, "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "wall_s": time.perf_counter() - started, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

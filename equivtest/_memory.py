@@ -123,7 +123,7 @@ class DiskRows:
 
 
 class _Folder:
-    """A private temporary folder, removed when closed, when no longer referenced, or at exit."""
+    """A private temporary folder (mode 0700), removed once no array uses it any more, or at exit."""
 
     def __init__(self, parent: str | None):
         if parent is not None and not Path(parent).is_dir():
