@@ -26,6 +26,7 @@ import weakref
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -379,4 +380,64 @@ def check_budget_value(value, name: str = "memory_budget") -> None:
         parse_bytes(value, name)
 
 
-__all__ = ["DiskRows", "RowStore", "StagePeaks", "parse_bytes", "process_peak", "factor_bytes", "held_bytes"]
+# The stages whose peak memory a fit and an evaluation record, by the progress messages
+# that start them (the first match wins; a message matching none continues the stage).
+STAGES = (
+    ("capturing the test inputs", "test_capture"),
+    ("neighbourhood covariances", "geometry_{side}"),
+    ("kernel and diffusion maps", "kernel_{side}"),
+    ("alignment and interpolants", "interpolants"),
+    ("capturing", "capture"),
+    ("sampling", "capture"),
+    ("criteria", "criteria"),
+    ("reference measures", "reference_measures"),
+)
+
+
+def stage_name(message: str) -> str | None:
+    """The stage a progress message starts (see :data:`STAGES`), or ``None``."""
+    for text, name in STAGES:
+        if text in message:
+            side = "b" if message.startswith("network B") else "a"
+            return name.format(side=side)
+    return None
+
+
+def measured(stage: Callable[[str], None] | None, peaks: StagePeaks) -> Callable[[str], None]:
+    """``stage`` that also starts a new measured stage in ``peaks`` where a message names one."""
+    def report(message: str) -> None:
+        name = stage_name(message)
+        if name is not None and name != peaks.current:
+            peaks.stage(name)
+        if stage:
+            stage(message)
+    return report
+
+
+def within_budget(activations: dict, rows: np.ndarray | None, store: RowStore) -> tuple[dict, RowStore]:
+    """A fit's rows ``activations[side] = (rows, neighbourhood rows)`` (``rows`` of them, or
+    all) and ``store``, which now counts them: neighbourhood rows beyond its budget are on
+    disk, copied there a block at a time where the pairing held them in memory (without a
+    budget, nothing moves)."""
+    if store.budget is None and rows is None:
+        store.resident = sum(part.nbytes for pair in activations.values() for part in pair)
+        return activations, store
+    out = {}
+    for side, (s, nb) in activations.items():
+        s = s if rows is None else s[rows]
+        store.hold(s.shape)
+        store.resident += s.nbytes
+        later = factor_bytes((len(s), nb.shape[1], nb.shape[2]))
+        if rows is None:
+            nb = store.keep(nb, f"neighbourhoods-{side}", later)
+        elif store.fits(len(rows) * nb[0].nbytes, later) and not isinstance(nb, DiskRows):
+            nb = nb[rows]
+            store.resident += nb.nbytes
+        else:
+            nb = take_rows(nb, rows, store, f"neighbourhoods-{side}", later)
+        out[side] = s, nb
+    return out, store
+
+
+__all__ = ["DiskRows", "RowStore", "StagePeaks", "factor_bytes", "held_bytes", "measured", "parse_bytes", "process_peak",
+           "within_budget"]

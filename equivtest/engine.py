@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ._memory import DiskRows, RowStore, StagePeaks, factor_bytes, held_bytes, take_rows
+from ._memory import RowStore, StagePeaks, measured, within_budget
 from .config import FitConfig
 from .criteria import EquivalenceResult, EvaluationArrays, criterion
 from .errors import ActivationError, EquivtestError
@@ -258,7 +258,7 @@ def fit(pair: NetworkPair, data, config: FitConfig | None = None, *, stage: Stag
     peaks.stage("capture")
     captured = pair.pairing.capture(pair, data, config, stage)
     rows = _drawn_rows(len(captured.groups), config.max_rows, getattr(data, "seed", 0), stage)
-    activations, store = _within_budget(captured.activations, rows, config)
+    activations, store = within_budget(captured.activations, rows, config.row_store())
     groups = captured.groups if rows is None else captured.groups[rows]
     captured = replace(captured, activations={})  # rows moved to disk are not also held here
     return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage, peaks, store)
@@ -319,7 +319,7 @@ def fit_slice_lengths(
                        for side in ("a", "b")}
         if index == len(slice_lengths) - 1:
             del captured  # the last fit need not share memory with the whole capture
-        activations, store = _within_budget(activations, None, config)
+        activations, store = within_budget(activations, None, config.row_store())
         per = n_rows // n
         groups = np.repeat(np.arange(n), per) if rows is None else rows // per
         info = {**first.info, "n_rows": int(len(groups))}
@@ -347,72 +347,6 @@ def _fit(pair, data, config, captured: Captured, activations, groups, timings, s
     memory = {**peaks.record(), **store.describe()}
     return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info,
                       timings, memory)
-
-
-# The stages whose peak memory a fit and an evaluation record, by the progress messages
-# that start them (the first match wins; a message matching none continues the stage).
-STAGES = (
-    ("capturing the test inputs", "test_capture"),
-    ("neighbourhood covariances", "geometry_{side}"),
-    ("kernel and diffusion maps", "kernel_{side}"),
-    ("alignment and interpolants", "interpolants"),
-    ("capturing", "capture"),
-    ("sampling", "capture"),
-    ("criteria", "criteria"),
-    ("reference measures", "reference_measures"),
-)
-
-
-def stage_name(message: str) -> str | None:
-    """The stage a progress message starts (see :data:`STAGES`), or ``None``."""
-    for text, name in STAGES:
-        if text in message:
-            side = "b" if message.startswith("network B") else "a"
-            return name.format(side=side)
-    return None
-
-
-def measured(stage: Stage | None, peaks: StagePeaks) -> Stage:
-    """``stage`` that also starts a new measured stage in ``peaks`` where a message names one."""
-    def report(message: str) -> None:
-        name = stage_name(message)
-        if name is not None and name != peaks.current:
-            peaks.stage(name)
-        if stage:
-            stage(message)
-    return report
-
-
-def _within_budget(activations: dict, rows: np.ndarray | None, config: FitConfig) -> tuple[dict, RowStore]:
-    """The fit's rows (``rows`` of them, or all) and the store that holds them: neighbourhood
-    rows beyond the memory budget are on disk, copied there a block at a time where the
-    pairing held them in memory (without a budget, nothing moves)."""
-    if config.budget_bytes is None and rows is None:
-        return activations, _store_holding(activations, config)
-    store, out = config.row_store(), {}
-    for side, (s, nb) in activations.items():
-        s = s if rows is None else s[rows]
-        store.hold(s.shape)
-        store.resident += s.nbytes
-        later = factor_bytes((len(s), nb.shape[1], nb.shape[2]))
-        if rows is None:
-            nb = store.keep(nb, f"neighbourhoods-{side}", later)
-        elif store.fits(len(rows) * nb[0].nbytes, later) and not isinstance(nb, DiskRows):
-            nb = nb[rows]
-            store.resident += nb.nbytes
-        else:
-            nb = take_rows(nb, rows, store, f"neighbourhoods-{side}", later)
-        out[side] = s, nb
-    return out, store
-
-
-def _store_holding(activations: dict, config: FitConfig) -> RowStore:
-    """A store for the factors that counts the rows already held in memory."""
-    store = config.row_store()
-    samples = activations["a"][0]
-    store.reserve = held_bytes(*samples.shape) if config.budget_bytes is not None else 0
-    store.resident = sum(part.nbytes for pair in activations.values() for part in pair if not isinstance(part, DiskRows))
-    return store
 
 
 def _drawn_rows(n: int, max_rows: int | None, seed: int, stage: Stage | None = None) -> np.ndarray | None:
