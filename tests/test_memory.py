@@ -196,3 +196,17 @@ def test_budget_with_slice_lengths_streams_each_fit_with_the_same_results():
     for side in "ab":
         np.testing.assert_array_equal(streamed.activations[side][1][:], plain.activations[side][1])
     np.testing.assert_array_equal(streamed.transformation.side_a_.coordinates, plain.transformation.side_a_.coordinates)
+
+
+def test_copies_of_the_dmap_kernel_share_the_precision_factors():
+    """datafold deep-copies its kernel in every fit; the factors (gigabytes at real widths) are not copied."""
+    import copy
+
+    from equivtest.geometry.dmaps import MahalanobisDmapKernel
+
+    factors = np.ones((5, 4, 3))
+    kernel = MahalanobisDmapKernel(factors, 0.5)
+    twin = copy.deepcopy(kernel)
+    assert twin.factors is factors and twin is not kernel and twin.epsilon == 0.5
+    twin.epsilon = 2.0
+    assert kernel.epsilon == 0.5
