@@ -76,10 +76,12 @@ def capture(
     stop_early: bool = True,
     progress: Progress | None = None,
     place: "Callable[[int, int, torch.Tensor], None] | None" = None,
+    dtype=np.float64,
 ) -> np.ndarray | None:
     """Run ``inputs`` through ``model`` in batches and return the layer's activations.
 
-    Returns a float64 array of shape ``(len(inputs) * slices, n_features)``: each output
+    Returns an array of ``dtype`` (float64 unless asked; the fit's rows ask for the
+    network's own, see :func:`row_dtype`) of shape ``(len(inputs) * slices, n_features)``: each output
     becomes rows as ``layer`` says (flattened per input, or a sequence cut into slices;
     see :class:`LayerSpec`). Inputs go to the model's own device and dtype. The hook is
     removed even when the forward pass raises.
@@ -99,11 +101,12 @@ def capture(
 
     def keep(start: int, count: int, rows: torch.Tensor) -> None:
         if not recorded:  # rows per input are known from the first batch
-            recorded.append(np.empty((n * (rows.shape[0] // count), rows.shape[1]), dtype=np.float64))
+            recorded.append(np.empty((n * (rows.shape[0] // count), rows.shape[1]), dtype=dtype))
         per = rows.shape[0] // count
         recorded[0][start * per : (start + count) * per] = rows.numpy()
 
     sink = place or keep
+    torch_dtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     # With early stop a layer that runs twice per pass would silently give its first
     # output; one full pass on one sample first counts how often it runs.
     probe = {"on": bool(stop_early) and n > 0, "runs": 0}
@@ -115,7 +118,7 @@ def capture(
         batches["count"] += 1
         if batches["count"] != batches["expected"]:
             return  # a second run in the same pass: counted, refused after the loop
-        rows = spec.to_rows(output).detach().to("cpu", torch.float64)
+        rows = spec.to_rows(output).detach().to("cpu", torch_dtype)
         sink(batches["start"], min(int(batch_size), n - batches["start"]), rows)
         if stop_early:
             raise _StopForward
@@ -157,6 +160,8 @@ def capture_neighbourhoods(
     samples: np.ndarray,
     neighbourhoods: np.ndarray,
     layer: "str | LayerSpec",
+    *,
+    allocate: "Callable[[tuple, np.dtype, str], np.ndarray] | None" = None,
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Activations of samples ``(R, F)`` and of their neighbourhoods ``(R, M, F)``.
@@ -165,12 +170,19 @@ def capture_neighbourhoods(
     sample i is row ``i * slices + k``, and its neighbourhood is slice k of sample i's
     neighbours.
 
-    The neighbourhood activations, by far the largest array of a fit, are kept in float32
-    when the network computes in 32 bits or fewer: every value came out of it in that
-    precision, so nothing is lost (the sample activations stay float64, like ``capture``'s).
+    Both are kept in the network's own precision (:func:`row_dtype`): float32 when it
+    computes in 32 bits or fewer, float64 when in 64. Every value came out of the network
+    in that precision, so nothing is lost; the geometry converts them to float64 a block
+    of rows at a time, where it needs to.
+
+    ``allocate(shape, dtype, label)``, if given, makes the two output arrays (``label`` is
+    ``"samples"`` or ``"neighbourhoods"``): e.g. a :class:`equivtest._memory.RowStore` that
+    puts them in a file on disk when they would exceed a memory budget. Each batch's rows
+    are written once, straight into them.
     """
     n, m = neighbourhoods.shape[:2]
-    nb_dtype = np.float64 if model_dtype(model) == torch.float64 else np.float32
+    dtype = row_dtype(model)
+    make = allocate or (lambda shape, dtype, label: np.empty(shape, dtype=dtype))
     flat = np.concatenate([samples, neighbourhoods.reshape(n * m, *neighbourhoods.shape[2:])])
     out = {}
 
@@ -179,8 +191,8 @@ def capture_neighbourhoods(
         # input k < n is sample k; input n + i*m + j is neighbour j of sample i.
         stride = rows.shape[0] // count
         if not out:
-            out["samples"] = np.empty((n * stride, rows.shape[1]))
-            out["nb"] = np.empty((n * stride, m, rows.shape[1]), dtype=nb_dtype)
+            out["samples"] = make((n * stride, rows.shape[1]), dtype, "samples")
+            out["nb"] = make((n * stride, m, rows.shape[1]), dtype, "neighbourhoods")
         rows = rows.numpy().reshape(count, stride, -1)
         k = np.arange(start, start + count)
         own = k < n
@@ -190,8 +202,14 @@ def capture_neighbourhoods(
             i, j = np.divmod(k[~own] - n, m)
             out["nb"][i[:, None] * stride + np.arange(stride), j[:, None]] = rows[~own]
 
-    capture(model, flat, layer, place=place, **kwargs)
+    capture(model, flat, layer, place=place, dtype=dtype, **kwargs)
     return out["samples"], out["nb"]
+
+
+def row_dtype(model: nn.Module) -> np.dtype:
+    """The dtype that holds a network's activations without loss: float64 for a network
+    that computes in float64, else float32 (float32, float16 and bfloat16 all fit in it)."""
+    return np.dtype(np.float64) if model_dtype(model) == torch.float64 else np.dtype(np.float32)
 
 
 def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str, int]]:

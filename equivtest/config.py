@@ -8,9 +8,11 @@ counts must be integers (3.7 eigenvectors is an error, not 3).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from numbers import Real
 
+from ._memory import check_budget_value, parse_bytes
 from ._validation import as_whole_number
 from .errors import FitConfigError
 from .geometry import DEFAULT_RCOND
@@ -40,6 +42,11 @@ class FitConfig:
     # sequence layer gives samples x slices rows; drawing rows from many samples covers
     # the inputs better than every slice of a few samples at the same kernel cost.
     max_rows: int | None = None
+    # Bytes the fit's rows may hold in memory (an int, or "4GiB", "500MB"; None: no limit).
+    # Rows beyond it (neighbourhood rows, precision factors) go to files on disk, in a
+    # temporary folder under scratch_dir (None: the system's temporary folder).
+    memory_budget: int | str | None = None
+    scratch_dir: str | None = None
 
     def __post_init__(self):
         def whole(name: str, minimum: int, optional: bool = False) -> None:
@@ -75,9 +82,24 @@ class FitConfig:
                                  f"got {self.kernel_device!r}")
         whole("batch_size", 1)
         whole("max_rows", 2, optional=True)
+        check_budget_value(self.memory_budget)
+        if not (self.scratch_dir is None or isinstance(self.scratch_dir, (str, os.PathLike)) and str(self.scratch_dir)):
+            raise FitConfigError(f"scratch_dir must be None (the system's temporary folder) or a folder path, "
+                                 f"got {self.scratch_dir!r}")
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """``memory_budget`` in bytes (``None``: no limit)."""
+        return None if self.memory_budget is None else parse_bytes(self.memory_budget)
+
+    def row_store(self):
+        """A :class:`equivtest._memory.RowStore` for this config's budget and scratch folder."""
+        from ._memory import RowStore
+
+        return RowStore(self.budget_bytes, None if self.scratch_dir is None else os.fspath(self.scratch_dir))
 
     def transformation(self, names: tuple[str, str]) -> Transformation:
         params = asdict(self)
-        params.pop("batch_size")
-        params.pop("max_rows")
+        for name in ("batch_size", "max_rows", "memory_budget", "scratch_dir"):  # the engine's, not the estimator's
+            params.pop(name)
         return Transformation(**params, names=names)

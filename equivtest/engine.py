@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._memory import RowStore, StagePeaks, measured, within_budget
 from .config import FitConfig
 from .criteria import EquivalenceResult, EvaluationArrays, criterion
 from .errors import ActivationError, EquivtestError
@@ -36,8 +37,11 @@ class FittedPair:
     after the fit: ``evaluate`` returns its results as values.
 
     ``data`` is what the fit was given (a sampler, or a list of texts or waveforms);
-    ``activations[side] = (rows, neighbourhood rows)``; ``groups[r]`` the input row r came
-    from; ``samples`` the drawn :class:`SampleSet` of fixed-shape inputs (else ``None``).
+    ``activations[side] = (rows, neighbourhood rows)`` in the networks' precision (float32
+    for float32 networks; neighbourhood rows beyond ``config.memory_budget`` are
+    :class:`~equivtest._memory.DiskRows` on disk); ``groups[r]`` the input row r came
+    from; ``samples`` the drawn :class:`SampleSet` of fixed-shape inputs (else ``None``);
+    ``memory`` the peak memory of each stage of the fit and where the rows were held.
     """
 
     pair: NetworkPair
@@ -49,6 +53,7 @@ class FittedPair:
     samples: SampleSet | None = None
     info: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
 
     @property
     def sampler(self):
@@ -101,6 +106,8 @@ class FittedPair:
         """
         null_shuffles = _count(null_shuffles, "null_shuffles")
         t0 = time.perf_counter()
+        peaks = StagePeaks()
+        stage = measured(stage, peaks)
         p, pairing = self.pair, self.pair.pairing
         if target_input is not None:
             if not hasattr(pairing, "target_input"):
@@ -137,7 +144,8 @@ class FittedPair:
         found.extend(self.reference_measures(test, p))
         numeric = test.inputs if isinstance(test.inputs, np.ndarray) else None
         arrays = EvaluationArrays(numeric, test.rows, test.groups, test.outputs, predictions, stitched)
-        info = {"n_test": len(test_inputs), "evaluate_s": round(time.perf_counter() - t0, 6),
+        peaks.finish()
+        info = {"n_test": len(test_inputs), "evaluate_s": round(time.perf_counter() - t0, 6), "memory": peaks.record(),
                 **({"target_input": pairing.target_input} if hasattr(pairing, "target_input") else {})}
         result = EquivalenceResult(p.name, found, info, arrays)
         return result.with_thresholds(thresholds) if thresholds else result
@@ -245,13 +253,15 @@ def fit(pair: NetworkPair, data, config: FitConfig | None = None, *, stage: Stag
     if not isinstance(pair, NetworkPair):
         raise TypeError(f"fit needs a NetworkPair, got {type(pair).__name__}")
     config = config or FitConfig()
+    peaks = StagePeaks()
+    stage = measured(stage, peaks)
+    peaks.stage("capture")
     captured = pair.pairing.capture(pair, data, config, stage)
     rows = _drawn_rows(len(captured.groups), config.max_rows, getattr(data, "seed", 0), stage)
-    activations, groups = captured.activations, captured.groups
-    if rows is not None:
-        activations = {side: (s[rows], nb[rows]) for side, (s, nb) in activations.items()}
-        groups = groups[rows]
-    return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage)
+    activations, store = within_budget(captured.activations, rows, config.row_store())
+    groups = captured.groups if rows is None else captured.groups[rows]
+    captured = replace(captured, activations={})  # rows moved to disk are not also held here
+    return _fit(pair, data, config, captured, activations, groups, dict(captured.timings), stage, peaks, store)
 
 
 def fit_pair(pair: NetworkPair, sampler: Sampler, config: FitConfig | None = None, *, stage: Stage | None = None) -> FittedPair:
@@ -278,6 +288,8 @@ def fit_slice_lengths(
     one is made.
     """
     config = config or FitConfig()
+    outer, peaks = stage, StagePeaks()
+    stage = measured(outer, peaks)
     for side in ("a", "b"):
         if pair.layer(side).layout is None:
             raise EquivtestError(
@@ -285,7 +297,10 @@ def fit_slice_lengths(
                 "(give LayerSpec(..., layout='bsf') or fit it with fit_pair)"
             )
     positions = _with_slice_length(pair, 1)
-    first = positions.pairing.capture(positions, sampler, config, stage)
+    peaks.stage("capture")
+    # the capture at slice length 1 is held in memory (every fit is cut from it); each
+    # fit's own rows then go to disk where they exceed the memory budget
+    first = positions.pairing.capture(positions, sampler, replace(config, memory_budget=None), stage)
     captured, samples, timings = first.activations, first.samples, first.timings
     n = len(samples.samples)
     lengths = {side: len(captured[side][0]) // n for side in ("a", "b")}
@@ -304,11 +319,14 @@ def fit_slice_lengths(
                        for side in ("a", "b")}
         if index == len(slice_lengths) - 1:
             del captured  # the last fit need not share memory with the whole capture
+        activations, store = within_budget(activations, None, config.row_store())
         per = n_rows // n
         groups = np.repeat(np.arange(n), per) if rows is None else rows // per
         info = {**first.info, "n_rows": int(len(groups))}
         yield _fit(sliced, sampler, config, Captured({}, groups, samples, info), activations, groups,
-                   {**timings, "cut_s": time.perf_counter() - t}, stage)
+                   {**timings, "cut_s": time.perf_counter() - t}, stage, peaks, store)
+        peaks = StagePeaks()  # the next fit's stages are its own
+        stage = measured(outer, peaks)
         del activations  # held by the fit just handed out; the caller decides when it goes
 
 
@@ -317,14 +335,18 @@ def _with_slice_length(pair: NetworkPair, p: int) -> NetworkPair:
                    layer_a=replace(pair.layer_a, slice_length=p), layer_b=replace(pair.layer_b, slice_length=p))
 
 
-def _fit(pair, data, config, captured: Captured, activations, groups, timings, stage) -> FittedPair:
-    if stage:
-        stage(f"fitting the transformation on {len(groups):,} rows")
+def _fit(pair, data, config, captured: Captured, activations, groups, timings, stage, peaks: StagePeaks,
+         store: RowStore) -> FittedPair:
+    stage(f"fitting the transformation on {len(groups):,} rows")
     t = time.perf_counter()
-    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage)
+    transformation = config.transformation(pair.names).fit(*activations["a"], *activations["b"], stage=stage,
+                                                           allocate_factors=store.factors)
     timings["fit_s"] = time.perf_counter() - t
+    peaks.finish()
     info = {**captured.info, "seed": int(getattr(data, "seed", getattr(pair.pairing, "seed", 0)) or 0)}
-    return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info, timings)
+    memory = {**peaks.record(), **store.describe()}
+    return FittedPair(pair, data, config, transformation, activations, np.asarray(groups), captured.samples, info,
+                      timings, memory)
 
 
 def _drawn_rows(n: int, max_rows: int | None, seed: int, stage: Stage | None = None) -> np.ndarray | None:

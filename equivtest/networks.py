@@ -191,10 +191,12 @@ class TorchNetwork:
         acts = self._capture(lambda: capture(self.module, inputs, self.layer, batch_size=self.batch_size), inputs)
         return acts, np.repeat(np.arange(len(inputs)), len(acts) // max(len(inputs), 1))
 
-    def neighbourhood_rows(self, samples, neighbourhoods, progress=None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the samples ``(R, F)`` and of their neighbourhoods ``(R, M, F)``."""
+    def neighbourhood_rows(self, samples, neighbourhoods, progress=None, allocate=None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the samples ``(R, F)`` and of their neighbourhoods ``(R, M, F)``, in the
+        network's precision; ``allocate`` makes the arrays (see ``capture_neighbourhoods``)."""
         return self._capture(lambda: capture_neighbourhoods(
-            self.module, samples, neighbourhoods, self.layer, batch_size=self.batch_size, progress=progress), samples)
+            self.module, samples, neighbourhoods, self.layer, batch_size=self.batch_size, progress=progress,
+            allocate=allocate), samples)
 
     def _capture(self, run: Callable, inputs):
         try:

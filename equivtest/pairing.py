@@ -183,7 +183,7 @@ class Samples:
         check_inputs(samples.neighbourhoods.reshape(-1, *samples.samples.shape[1:]),
                      "the neighbourhood points (delta must be finite)")
         timings["sampling_s"] = time.perf_counter() - t
-        activations = {}
+        activations, store = {}, config.row_store()  # rows beyond the config's memory budget go to disk
         for side in ("a", "b"):
             name = pair.names[0 if side == "a" else 1]
             net = pair.side(side)
@@ -192,7 +192,8 @@ class Samples:
             t = time.perf_counter()
             mapped = samples if side == "a" or pair.domain_map is None else samples.mapped(pair.domain_map)
             activations[side] = net.neighbourhood_rows(mapped.samples, mapped.neighbourhoods,
-                                                       progress=throttled_progress(stage, f"capturing {name}"))
+                                                       progress=throttled_progress(stage, f"capturing {name}"),
+                                                       allocate=store.allocator())
             timings[f"capture_{side}_s"] = time.perf_counter() - t
             _warn_collapsed(activations[side][1], net, name)
         n = samples.n_samples
@@ -240,8 +241,8 @@ def _warn_collapsed(neighbourhoods: np.ndarray, net, name: str) -> None:
     module = getattr(net, "module", None)
     if module is None or model_dtype(module) not in (torch.float16, torch.bfloat16):
         return
-    nb = np.asarray(neighbourhoods)
-    n_check = min(len(nb), 16)
+    n_check = min(len(neighbourhoods), 16)
+    nb = np.asarray(neighbourhoods[:n_check])  # the first rows only (the rows may be on disk)
     distinct = [len(np.unique(nb[i].reshape(nb.shape[1], -1), axis=0)) for i in range(n_check)]
     if n_check and np.median(distinct) < 0.5 * nb.shape[1]:
         warnings.warn(

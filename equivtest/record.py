@@ -57,8 +57,24 @@ def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | 
         "versions": library_versions(),
         "result": result.to_dict(),
         "timings": {**fitted.timings, **({"evaluate_s": result.info["evaluate_s"]} if "evaluate_s" in result.info else {})},
+        "memory": memory_record(fitted, result),
         "artefacts": dict(artefacts or {}),
         "tables": [table.to_dict() for table in tables or ()],
+    }
+
+
+def memory_record(fitted, result) -> dict:
+    """Peak memory of each stage of the fit and of the evaluation (bytes), the measure
+    used, the budget and which rows went to disk (see docs/formats.md)."""
+    fit = dict(getattr(fitted, "memory", {}) or {})
+    evaluate = dict(result.info.get("memory", {}) or {})
+    return {
+        "measure": fit.get("measure", evaluate.get("measure")),
+        "fit_peak_bytes": fit.get("peak_bytes", {}),
+        "evaluate_peak_bytes": evaluate.get("peak_bytes", {}),
+        "budget_bytes": fit.get("budget_bytes"),
+        "rows_in_memory_bytes": fit.get("rows_in_memory_bytes"),
+        "streamed": fit.get("streamed", []),
     }
 
 

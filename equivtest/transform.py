@@ -136,10 +136,15 @@ class Transformation:
         }
 
     # -- fitting ----------------------------------------------------------------------
-    def fit(self, samples_a, neighbourhoods_a, samples_b, neighbourhoods_b, *, stage=None) -> "Transformation":
+    def fit(self, samples_a, neighbourhoods_a, samples_b, neighbourhoods_b, *, stage=None,
+            allocate_factors=None) -> "Transformation":
         """Fit both directions from sample activations ``(N, F)`` and neighbourhood activations ``(N, M, F)``.
 
         ``stage``, if given, is called with a short message as each step starts (progress).
+        The neighbourhood activations may be any array-like that slices along its first
+        axis (a memmap, :class:`equivtest._memory.DiskRows`); they are read, and converted
+        to float64, a block of rows at a time. ``allocate_factors(n_values)``, if given,
+        makes the flat float64 buffer of each network's precision factors (e.g. on disk).
         """
         sa = as_finite_float64(samples_a, "sample activations of network A", ndim=2)
         sb = as_finite_float64(samples_b, "sample activations of network B", ndim=2)
@@ -163,7 +168,7 @@ class Transformation:
                     f"network {label}: neighbourhood activations of shape {shape} do not match "
                     f"sample activations of shape {s.shape}; expected ({s.shape[0]}, M, {s.shape[1]})"
                 )
-            sides.append(self._fit_side(s, nb, label, stage))
+            sides.append(self._fit_side(s, nb, label, stage, allocate_factors))
         if stage:
             stage("alignment and interpolants")
         self._set_fitted(*(side for side, _ in sides))
@@ -175,12 +180,14 @@ class Transformation:
             self.neighbour_overlap_, self.overlap_neighbours_ = neighbour_overlap(near_a[:, :k], near_b[:, :k]), k
         return self
 
-    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None) -> tuple[SideFit, np.ndarray]:
+    def _fit_side(self, samples: np.ndarray, neighbourhoods, label: str, stage=None,
+                  allocate_factors=None) -> tuple[SideFit, np.ndarray]:
         if stage:
             stage(f"network {label}: neighbourhood covariances")
         # chunked, so (N, M, F) neighbourhoods may be a memmap or a lazy capture
         factors = neighbourhood_precision_factors(
-            _Checked(neighbourhoods, label), self.rcond, ridge=self.covariance_ridge, device=self.kernel_device
+            _Checked(neighbourhoods, label), self.rcond, ridge=self.covariance_ridge, device=self.kernel_device,
+            allocate=allocate_factors,
         )
         if stage:
             stage(f"network {label}: Mahalanobis kernel and diffusion maps ({len(samples)} samples)")

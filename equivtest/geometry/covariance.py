@@ -204,7 +204,8 @@ CHUNK_BYTES = 32 * 2**20  # float64 neighbourhood activations converted at a tim
 
 
 def neighbourhood_precision_factors(
-    neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096, ridge: float = 0.0, device=None
+    neighbourhood_activations, rcond: float = DEFAULT_RCOND, chunk: int = 4096, ridge: float = 0.0, device=None,
+    allocate=None,
 ) -> np.ndarray:
     """Truncated precision factors ``(N, F, r)`` of the neighbourhoods, ``chunk`` samples at a time.
 
@@ -226,6 +227,9 @@ def neighbourhood_precision_factors(
     that slices along its first axis into ``(n, M, F)`` arrays (an array, a
     ``numpy.memmap``, or a lazy object that captures each chunk when asked), so the
     ``(N, M, F)`` neighbourhood activations need not fit in memory.
+
+    ``allocate(n_values)``, if given, makes the flat float64 buffer the factors are laid
+    out in (default ``np.empty``): e.g. a ``numpy.memmap`` when they exceed a memory budget.
     """
     n = len(neighbourhood_activations)
     if n == 0:
@@ -245,7 +249,7 @@ def neighbourhood_precision_factors(
         width = int(keep.sum(axis=1).max())
         if buffer is None:
             f, widest = evecs.shape[1], evecs.shape[2]
-            buffer = np.empty(n * f * widest)
+            buffer = np.empty(n * f * widest) if allocate is None else allocate(n * f * widest)
         size = evecs.size // evecs.shape[2] * width
         np.copyto(buffer[used : used + size].reshape(len(evecs), f, width), evecs[:, :, -width:])
         parts.append((start, len(evecs), width, used, evals[:, -width:], keep[:, -width:]))

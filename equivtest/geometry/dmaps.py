@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -43,6 +44,17 @@ class MahalanobisDmapKernel(PCManifoldKernel):
         self.device = device
         super().__init__(is_symmetric=True)
 
+    def __deepcopy__(self, memo):
+        """A copy that shares the precision factors (and precomputed distances): they are
+        the fit's inputs, only ever read, and can be gigabytes (N F r float64 values), while
+        datafold deep-copies its kernel in every fit, which doubled a fit's peak memory."""
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        for name, value in vars(self).items():
+            if name not in _SHARED:
+                setattr(twin, name, copy.deepcopy(value, memo))
+        return twin
+
     def squared_distances(self, X):
         if self.k_neighbours is None:
             return mahalanobis_sq_dense(X, self.factors, self.device)
@@ -66,6 +78,7 @@ class MahalanobisDmapKernel(PCManifoldKernel):
         return kernel
 
 
+_SHARED = ("factors", "_d2")  # read-only inputs a copy of the kernel shares (see __deepcopy__)
 SPARSE_FROM = 2000  # samples; below this a dense eigensolve is fast anyway
 DROP_BELOW = 1e-16
 
