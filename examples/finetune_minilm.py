@@ -84,7 +84,7 @@ def finetune(bert: nn.Module, config: dict | None = None, log=print) -> tuple[nn
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     seconds = time.perf_counter() - start
     tuned.eval()
     with torch.no_grad():

@@ -6,6 +6,7 @@ python examples/sweep_minilm.py --variant int8       # torch.ao.quantization.qua
 python examples/sweep_minilm.py --variant prune70    # 70% magnitude pruning
 python examples/sweep_minilm.py --variant prune30
 python examples/sweep_minilm.py --variant finetune   # one epoch on 512 Pang-Lee training sentences
+python examples/sweep_minilm.py --variant copy       # the positive control: an unchanged copy
 ```
 
 The networks (``equivtest_thesis.sweeps``): the pre-trained MiniLM from PyPI
@@ -19,6 +20,7 @@ hidden state, against a modified copy with the same head:
   (36 of them: query, key, value, attention output, intermediate, output in each of 6 layers),
   that fraction of the weight matrix's entries with the smallest absolute value is set to 0
   (biases, embeddings, LayerNorms untouched).
+* ``copy``: an unchanged copy (``copy.deepcopy``), the positive control.
 * ``finetune``: the encoder after one epoch of fine-tuning on Pang-Lee sentences
   (``examples/finetune_minilm.py``: 512 training sentences, a fresh 2-class head, AdamW).
 
@@ -52,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _sweeps  # noqa: E402
 
-VARIANTS = ("int8", "prune30", "prune70", "finetune")
+VARIANTS = ("int8", "prune30", "prune70", "finetune", "copy")
 
 
 def variant(base, name: str, log=print):
@@ -82,6 +84,10 @@ def variant(base, name: str, log=print):
 
         tuned, summary = finetune(base.bert, log=log)
         return sweeps.Headed(tuned).eval(), summary
+    if name == "copy":  # the positive control: an unchanged copy
+        import copy
+
+        return copy.deepcopy(base).eval(), {"copy": "copy.deepcopy of the original"}
     raise ValueError(f"unknown variant {name!r}; one of {VARIANTS}")
 
 
