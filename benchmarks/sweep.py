@@ -25,11 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 VARIANTS = ("int8", "prune30", "prune70", "self")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def variant_model(base, variant: str):
@@ -66,7 +72,7 @@ def main(argv=None) -> dict:
     a, b = sweeps.network(base, "minilm"), sweeps.network(other, args.variant)
     pair = equivtest.NetworkPair(a, b, name=f"minilm-{args.variant}", names=("minilm", args.variant))
     stages: dict = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
 
     def progress(stage, done, total):
         stages.setdefault(stage, {"first": time.perf_counter()})
@@ -75,7 +81,7 @@ def main(argv=None) -> dict:
 
     rungs = None if args.rungs is None else args.rungs.split(",")
     result = sweep(pair, texts, list(sweeps.LAYERS), list(sweeps.LAYERS), mode=args.mode, rungs=rungs, progress=progress)
-    total = time.perf_counter() - start
+    total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     print(file=sys.stderr)
     # each stage runs from the end of the one before it to its own last report
     ends, previous = {}, 0.0
@@ -85,7 +91,7 @@ def main(argv=None) -> dict:
     agreement = float(sum(x == y for x, y in zip(answers(a, texts), answers(b, texts))) / len(texts))
     found = {
         "variant": args.variant, "mode": args.mode, "sentences": len(texts), "rows": args.rows, "rungs": list(result.rungs),
-        "cells": len(result.cells), "total_s": total,
+        "cells": len(result.cells), "total_s": total, "cpu_s": cpu,
         "stages_s": {"capture_minilm": ends["capture a"], f"capture_{args.variant}": ends["capture b"], "fits": ends["fit"]},
         "per_cell_s": ends["fit"] / len(result.cells),
         "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
@@ -100,6 +106,8 @@ def main(argv=None) -> dict:
           f"capture minilm {ends['capture a']:.1f}s, capture {args.variant} {ends['capture b']:.1f}s, "
           f"fits {ends['fit']:.1f}s ({found['per_cell_s']:.2f}s per cell); torch threads {torch.get_num_threads()}; "
           f"load average before {load_before[0]:.2f}, after {found['load_after'][0]:.2f}")
+    print(f"CPU time of this process over the sweep: {cpu:.1f}s (user + system, all its threads): on 2 idle "
+          f"cores the sweep takes between {cpu / 2:.0f}s (both threads always busy) and {cpu:.0f}s (one)")
     print(f"{args.variant}'s own answers agree with MiniLM's on {agreement:.3f} of the sentences")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(found, indent=2, default=str))

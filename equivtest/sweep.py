@@ -29,6 +29,7 @@ MODES = ("auto", "all", "diagonal")
 # more than all rigid rungs together in every cell (see docs/guide/sweeps.md); pass
 # rungs=equivtest.maps.LADDER for it.
 SWEEP_LADDER = ("identity", "permutation", "orthogonal", "diagonal", "affine")
+FEATURE_ENCODERS = ("feature_extractor", "feature_encoder")  # transformers audio models' convolutional front ends
 CAPTURE_CHUNK = 256  # inputs per capture step (progress is reported between steps)
 
 Progress = Callable[[str, int, int], None]  # progress(stage, done, total); stage "capture a", "capture b", "fit"
@@ -60,13 +61,19 @@ def blocks(network) -> list[str]:
     searched. A network without such a container gives its named children (the children of
     an ``nn.Sequential``, or of the top module). ``network``: a torch module, a
     :class:`~equivtest.networks.TorchNetwork` or an :class:`~equivtest.adapters.hf.HFNetwork`.
+    For a transformers model (an HFNetwork, or a module with a transformers ``config``) the
+    convolutional feature encoder of an audio model (``feature_extractor``,
+    ``feature_encoder``) is not searched: its outputs are channels x frames, not positions.
     """
     from torch import nn
 
     model = _model(network)
+    skip = FEATURE_ENCODERS if (hasattr(network, "modality") or hasattr(model, "config")) else ()
     found: list[str] = []
 
     def visit(module, prefix: str) -> None:
+        if prefix.rstrip(".").rsplit(".", 1)[-1] in skip:
+            return
         children = list(module.named_children())
         classes = {type(child) for _, child in children}
         if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(children) >= 2 and len(classes) == 1:
@@ -272,8 +279,8 @@ def _where_needed(stitch, targets: dict, shared: Shared):
     """``stitch`` run only where its score can matter: for a rung whose map meets the held-out error
     threshold (the stitched score then decides whether it passes), and for the last rung of the
     ladder (the figure a failing direction reports). A rung that misses the error threshold fails
-    whatever the stitched network does, so its stitched score is NaN (not run): in a sweep the
-    stitched forward passes are most of the cost."""
+    whatever the stitched network does, so its stitched score is NaN (not run). Run for every rung,
+    the stitched forward passes were 60% of a MiniLM cell's time (docs/performance.md)."""
     from .maps import relative_error
     from .verdict import _thresholds
 

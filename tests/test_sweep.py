@@ -78,6 +78,27 @@ def test_blocks_of_a_transformer_are_its_layers():
 
     assert blocks(tiny_bert()) == ["bert.encoder.layer.0", "bert.encoder.layer.1"]
     assert transformers  # used
+    from tests.test_hf import tiny_wav2vec2
+
+    # the convolutional feature encoder (channels x frames) is not a sequence of positions: not swept
+    assert blocks(tiny_wav2vec2()) == ["wav2vec2.encoder.layers.0", "wav2vec2.encoder.layers.1"]
+
+
+def test_an_audio_sweep_captures_every_layer_as_one_layer_captures():
+    pytest.importorskip("transformers")
+    from equivtest.adapters.hf import HFNetwork
+    from equivtest.adapters.hf.batching import capture_sequences
+    from tests.test_hf import tiny_wav2vec2
+
+    net = HFNetwork(tiny_wav2vec2(), "wav2vec2.encoder.layers.0", "audio", predict=lambda m, kw: 0)
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(size=int(n)).astype(np.float32) for n in rng.integers(400, 900, 12)]
+    rows, groups, found = net.capture_layers(waves, blocks(net))
+    for layer in blocks(net):
+        one = capture_sequences(net.at(layer), waves)
+        assert np.array_equal(rows[layer], np.concatenate(one))  # the same batches: the same rows
+        assert np.array_equal(groups[layer], np.repeat(np.arange(len(waves)), [len(s) for s in one]))
+    assert found == [0] * len(waves)  # a predict that cannot be batched: answered one input at a time
 
 
 # -- the grid ----------------------------------------------------------------------------------------
