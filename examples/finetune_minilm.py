@@ -5,7 +5,7 @@ state (padding excluded) into a fresh 2-class linear head (``nn.Linear(384, 2)``
 from ``torch.manual_seed(seed)``). Every weight of the encoder and the head is trained.
 
 The data: a subsample of the Pang-Lee *training* split (``equivtest_thesis.zoo.text_data.
-polarity_splits(seed=0)[0]``, 8,662 sentences, balanced): its first ``n_train`` sentences
+polarity_splits(seed=0)[0]``, 9,062 sentences, balanced): its first ``n_train`` sentences
 (the split is already shuffled; default 512, so the epoch takes a few minutes on one thread).
 The sweeps read the *test* split, so the fine-tuning sentences are not among them.
 
