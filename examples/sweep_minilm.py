@@ -149,7 +149,7 @@ def direct_checks(model_a, model_b, texts, layers) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument("--rows", type=int, default=1000, help="token rows: Pang-Lee test sentences until their tokens reach this")
+    parser.add_argument("--rows", type=int, default=2000, help="token rows: Pang-Lee test sentences until their tokens reach this")
     parser.add_argument("--up-to", default="affine", help="the rung the first failing layer is named against")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/examples"))
     args = parser.parse_args(argv)

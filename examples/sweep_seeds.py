@@ -17,7 +17,7 @@ The two networks differ only in the seed.
 The sweep: every pair of blocks (``mode="all"``), the sweep's default ladder identity .. affine
 and thresholds (held-out rel. error <= 1e-3, null ratio >= 100, stitched agreement >= 0.99), the
 classification task (stitched agreement = the fraction of held-out images whose arg-max class
-through the stitched network equals the target network's). Inputs: the 540 test images (one row
+through the stitched network equals the target network's). Inputs: the 539 test images (one row
 each; 25% held out by the sweep). Per block of A the table shows its best match in B.
 
 The check: the two networks' own outputs: their test accuracies, the fraction of test images
