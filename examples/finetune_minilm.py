@@ -13,6 +13,9 @@ The training: one epoch, batches of 16 in an order drawn from ``torch.Generator(
 AdamW (lr 5e-5, weight decay 0.01), cross-entropy, dropout on (train mode), one thread.
 The result is cached (the encoder's state dict) under ``$EQUIVTEST_CACHE/examples`` with the
 configuration in its name, so a second run of the example loads it.
+
+``python examples/finetune_minilm.py`` fine-tunes again into an empty cache and prints the largest
+absolute difference from the cached weights (0.0 when the training is deterministic).
 """
 
 from __future__ import annotations
@@ -103,3 +106,32 @@ def finetune(bert: nn.Module, config: dict | None = None, log=print) -> tuple[nn
     log(f"fine-tuned MiniLM: {summary['steps']} steps in {seconds:.1f}s, loss {summary['first_loss']:.3f} -> "
         f"{summary['last_loss']:.3f}, test accuracy {summary['test_accuracy']:.3f} on {len(test.sentences)} sentences")
     return tuned, summary
+
+
+def check_determinism() -> float:
+    """Fine-tune again into an empty cache and compare with the cached copy (training it first if
+    there is none): the largest absolute difference of the encoder's weights (0.0: bit-identical)."""
+    import tempfile
+
+    from equivtest_thesis import sweeps
+
+    name = "minilm-finetune-" + "-".join(f"{k}{v}" for k, v in sorted(CONFIG.items()))
+    finetune(sweeps.minilm().bert)  # the cached copy (trained now if missing)
+    old = torch.load(_cache_dir() / f"{name}.pt", map_location="cpu", weights_only=True)
+    root = os.environ.get("EQUIVTEST_CACHE")
+    os.environ["EQUIVTEST_CACHE"] = tempfile.mkdtemp()
+    try:
+        finetune(sweeps.minilm().bert)
+        new = torch.load(_cache_dir() / f"{name}.pt", map_location="cpu", weights_only=True)
+    finally:
+        if root is None:
+            del os.environ["EQUIVTEST_CACHE"]
+        else:
+            os.environ["EQUIVTEST_CACHE"] = root
+    diff = max(float((old[part][k] - new[part][k]).abs().max()) for part in ("bert", "head") for k in old[part])
+    print(f"largest absolute difference of the retrained weights (encoder and head) from the cached ones: {diff}")
+    return diff
+
+
+if __name__ == "__main__":
+    check_determinism()
