@@ -77,7 +77,7 @@ def sweep_command(
     mode: str = typer.Option("auto", help="all (every layer pair), diagonal (same layer names), auto (diagonal when the layer lists agree)."),
     up_to: str = typer.Option("affine", "--up-to", help="Name the first layer not equivalent up to this rung."),
     rungs: Optional[str] = typer.Option(None, help="Comma-separated rungs, rigid first (default: identity..affine)."),
-    engine: Optional[str] = typer.Option(None, help="Where the cells run: a Dask scheduler address (tcp://...); default this process."),
+    engine: Optional[str] = typer.Option(None, help="Where the cells run: a Dask scheduler address (tcp://host:port) or local:N (a local cluster of N worker processes); default this process."),
     report_dir: Path = typer.Option(Path("reports"), help="Where the run folder (record.json, report.html) goes."),
     no_record: bool = typer.Option(False, "--no-record", help="Print the table only; write no files."),
 ) -> None:
@@ -94,8 +94,9 @@ def sweep_command(
         pair = spec.function()
         result, timings = _sweep_with_progress(pair, inputs, split(layers_a), split(layers_b), mode=mode, up_to=up_to,
                                                rungs=split(rungs), engine=_engine(engine))
-    except EquivtestError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
+    except (EquivtestError, ImportError) as exc:  # ImportError: --engine without the distributed extra
+        notes = "".join(f"\n{n}" for n in getattr(exc, "__notes__", ()))  # the cell a worker failed on
+        console.print(f"[red]{escape(str(exc) + notes)}[/]", soft_wrap=True)
         raise typer.Exit(2)
     from .report.sweep import sweep_table
 
@@ -113,7 +114,8 @@ def sweep_command(
 
 
 def _engine(address: Optional[str]):
-    """``--engine``: ``None`` (this process) or a scheduler address given to ``executor_for``."""
+    """``--engine``: ``None`` (this process), a Dask scheduler address (``tcp://host:port``) or
+    ``local:N`` (a local cluster of N worker processes), given to ``executor_for``."""
     if address is None:
         return None
     from .distributed import executor_for
@@ -148,16 +150,12 @@ def _sweep_with_progress(pair, inputs, layers_a, layers_b, **options):
 
 
 def _write_sweep_folder(pair, result, table, timings, report_dir: Path, options: dict) -> None:
-    from .record import RecordError, write_sweep_run
+    from .record import write_sweep_run
     from .report.html import write_html
 
     record = write_sweep_run(pair, result, report_dir, tables=[table], timings=timings, options=options)
     console.print(f"record: {record}", markup=False, soft_wrap=True)
-    try:
-        console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
-    except RecordError as exc:  # a report module that cannot draw a sweep's record
-        console.print(f"no HTML report: this equivtest's report page cannot draw a sweep's record ({exc})",
-                      markup=False, soft_wrap=True)
+    console.print(f"report: {write_html(record.parent)}", markup=False, soft_wrap=True)
 
 
 def _stage(status, label: str):

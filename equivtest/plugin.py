@@ -308,15 +308,9 @@ def _write_sweep_record(config, pair, result):
 
     record = write_sweep_run(pair, result, report_dir, tables=[sweep_table(result.to_dict())])
     if config.getoption("equivtest_html"):
-        import warnings
-
-        from .record import RecordError
         from .report.html import write_html
 
-        try:
-            write_html(record.parent)
-        except RecordError as exc:  # a report module that cannot draw a sweep's record
-            warnings.warn(f"no HTML page for the sweep in {record.parent}: {exc}", RuntimeWarning, stacklevel=2)
+        write_html(record.parent)
     return record
 
 

@@ -17,7 +17,6 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 CRITERION = "ladder_rel_error"
 
@@ -40,17 +39,9 @@ def verdict_entry(pair, verdict, title: str | None = None) -> dict:
 
 def plain(value):
     """``value`` as JSON data: numpy scalars and arrays as numbers and lists, other objects as text."""
-    return json.loads(json.dumps(value, default=_default))
+    from .record import _json_default
 
-
-def _default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 CRITERIA = (("ladder_rel_error", "heldout_rel_error", "max_rel_error", False),
@@ -109,10 +100,10 @@ def build_verdict_record(entry: dict) -> dict:
 def write_verdict_run(entry: dict, root, *, html: bool = False) -> list[Path]:
     """Write ``root/<pair>-verdict-<time>-<id>/record.json`` (and ``report.html``); returns the paths."""
     from ._io import atomic_write_bytes
-    from .record import new_run_dir
+    from .record import _json_default, new_run_dir
 
     folder = new_run_dir(root, f"{entry['name']}-verdict")
-    record = json.dumps(build_verdict_record(entry), indent=2, default=_default).encode()
+    record = json.dumps(build_verdict_record(entry), indent=2, default=_json_default).encode()
     written = [atomic_write_bytes(folder / "record.json", record)]
     if html:
         from .report.html import write_html

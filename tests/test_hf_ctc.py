@@ -101,7 +101,9 @@ def test_a_position_map_pairs_each_of_bs_positions_with_the_a_position_it_names(
     a_seq = pair.a.sequences(pair.a.encode(first)[None])[0].numpy()
     b_len = seen[0][2]
     rows = fitted.activations["a"][0][: b_len]
-    np.testing.assert_allclose(np.sort(rows, axis=0), np.sort(a_seq[-b_len:], axis=0))
+    # the fit's rows come from padded batches across inputs, this pass from the input alone:
+    # equal to float32 rounding (the batched capture's contract, tests/test_hf_batching.py)
+    np.testing.assert_allclose(np.sort(rows, axis=0), np.sort(a_seq[-b_len:], axis=0), rtol=1e-5, atol=1e-6)
     result = fitted.evaluate(waves[7:])
     assert [c.direction for c in result.criteria if c.name == "agreement"] == ["a->b"]
     assert sampling.describe()["align"] == "last_frames"

@@ -420,8 +420,10 @@ def changed():
     ok = runner.invoke(app, ["sweep", "pairs.py::twins", "--report-dir", str(tmp_path / "runs")])
     assert ok.exit_code == 0, ok.output
     assert "every layer equivalent up to affine" in ok.output and "record:" in ok.output
-    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    folder = next((tmp_path / "runs").glob("*/record.json")).parent
+    record = json.loads((folder / "record.json").read_text())
     assert record["sweep"]["mode"] == "diagonal"
+    assert "id='sweep-heatmap'" in (folder / "report.html").read_text()  # the page draws the sweep
     broken = runner.invoke(app, ["sweep", "pairs.py::changed", "--up-to", "identity", "--no-record"])
     assert broken.exit_code == 1 and "first layer not equivalent up to identity: 2" in broken.output
     bad = runner.invoke(app, ["sweep", "pairs.py::twins", "--layers-a", "0,9", "--no-record"])

@@ -78,9 +78,4 @@ def test_speech_ladder_finds_no_map_between_the_recognisers(outcome):
     # are 96 wide, so every rung applies; the best, affine, leaves 0.59 (into Speech2Text) and
     # 0.71 (into Wav2Vec2) of the target's variance, and no stitched transcript of a held-out
     # utterance equals the target's own, while each network's positive control passes
-    (verdict,) = outcome.verdicts
-    assert verdict.kind == "not_equivalent", verdict.text
-    assert outcome.results[0].info["verdict_kind"] == verdict.kind
-    for direction in ("a->b", "b->a"):
-        row = ladder.deciding_row(verdict, direction)
-        assert row.decidable and row.control_rel_error < 1e-3, row
+    ladder.assert_decided_not_equivalent(outcome)

@@ -59,9 +59,4 @@ def test_speech_sentiment_ladder_finds_no_map_from_speech_into_xlnet(outcome):
     # measured (ci, rungs up to affine, 200 kept test utterances, positions paired by the CTC
     # alignment): the affine map leaves 0.90 of XLNet's embedding variance (into A: 0.80), while
     # each network through the same map to itself passes its positive control
-    (verdict,) = outcome.verdicts
-    assert verdict.kind == "not_equivalent", verdict.text
-    assert outcome.results[0].info["verdict_kind"] == verdict.kind
-    for direction in ("a->b", "b->a"):
-        row = ladder.deciding_row(verdict, direction)
-        assert row.decidable and row.control_rel_error < 1e-3, row
+    ladder.assert_decided_not_equivalent(outcome)

@@ -82,3 +82,16 @@ def figures(pair: str, result: EquivalenceResult, names: Iterable[str], verdict=
     if missing:
         raise KeyError(f"result {result.pair!r} has no criteria {sorted(missing)}")
     return EquivalenceResult(pair, chosen + (ladder_criteria(verdict) if verdict is not None else []))
+
+
+def assert_decided_not_equivalent(outcome, *, min_heldout_rel_error: float = 0.0) -> None:
+    """A suite's real pair is decided "not equivalent": the record says so, and in each
+    direction the deciding rung is decidable because each network through the same map to
+    itself passes its positive control (relative error below 1e-3), while the pair's own
+    held-out relative error stays above ``min_heldout_rel_error``."""
+    (verdict,) = outcome.verdicts
+    assert verdict.kind == "not_equivalent", verdict.text
+    assert outcome.results[0].info["verdict_kind"] == verdict.kind
+    for direction in ("a->b", "b->a"):
+        row = deciding_row(verdict, direction)
+        assert row.decidable and row.control_rel_error < 1e-3 and row.heldout_rel_error > min_heldout_rel_error, row
