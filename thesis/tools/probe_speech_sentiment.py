@@ -31,7 +31,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from equivtest._threads import torch_threads
 from equivtest.adapters.hf import HFNetwork, word_error_rate
 from equivtest.adapters.hf.ctc import ctc_emissions, token_frames
-from equivtest.adapters.hf.fit import _with_neighbourhood
+from equivtest.adapters.hf.batching import capture_drawn, draw_neighbourhood
 from equivtest.engine import FitConfig
 from equivtest_thesis.experiments import speech_sentiment
 from equivtest.sampling import GaussianNeighbourhood
@@ -114,8 +114,10 @@ def main() -> None:
                 parts = {k: [] for k in ("a", "na", "b", "nb")}
                 chosen = [train.audio[i] for i in np.sort(order[:args.dm])]
                 for ids, pos, seq, wave, text in phrase_rows(asr, tok, chosen):
-                    sa, na = _with_neighbourhood(asr, wave, nb, rng, 50, "a")
-                    sb, nbb = _with_neighbourhood(net, text, nb, rng, 50, "b")
+                    drawn_a = draw_neighbourhood(asr, wave, nb, rng, "a")  # the draws in the old order
+                    drawn_b = draw_neighbourhood(net, text, nb, rng, "b")
+                    (sa, na), = capture_drawn(asr, [drawn_a], 50)
+                    (sb, nbb), = capture_drawn(net, [drawn_b], 50)
                     for key, value in (("a", sa[pos]), ("na", na[:, pos].transpose(1, 0, 2)), ("b", sb),
                                        ("nb", nbb.transpose(1, 0, 2))):
                         parts[key].append(value)
