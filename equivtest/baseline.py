@@ -175,10 +175,9 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path | None]:
     """The transaction itself (call with the folder locked and recovered); ``fitted=None``
     writes a figures-only baseline (the JSON alone; a stale npz of the name is removed)."""
     json_path, npz_path = baseline_paths(folder, name)
-    criteria = [_criterion_entry(c) for c in result.criteria]
+    payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair,
+               "criteria": [_criterion_entry(c) for c in result.criteria], "transformation": None}
     if fitted is None:
-        payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria,
-                   "transformation": None}
         _commit_json(json_path, payload)
         npz_path.unlink(missing_ok=True)
         _fsync_dir(folder)
@@ -187,19 +186,16 @@ def _write(folder: Path, name: str, fitted, result) -> tuple[Path, Path | None]:
     pending = _pending(folder, name)
     try:
         fitted.transformation.save(pending)
-        digest = _sha256_file(pending)
+        payload["transformation"] = {"file": npz_path.name, "sha256": _sha256_file(pending)}
         _step("staged")
-        payload = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "pair": result.pair, "criteria": criteria,
-                   "transformation": {"file": npz_path.name, "sha256": digest}}
         _commit_json(json_path, payload)
     except BaseException:
         pending.unlink(missing_ok=True)  # not committed: the old pair stands
         raise
     _fsync_dir(folder)
     _step("committed")
-    if fitted is not None:
-        os.replace(pending, npz_path)
-        _fsync_dir(folder)
+    os.replace(pending, npz_path)
+    _fsync_dir(folder)
     _step("done")
     return json_path, npz_path
 

@@ -36,14 +36,22 @@ def library_versions() -> dict:
     }
 
 
+def record_header(suite: str | None = None) -> dict:
+    """The fields every run record starts with: its schema, when it was made, and the suite."""
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "suite": suite}
+
+
+def write_record(folder: Path, record: dict) -> Path:
+    """``folder/record.json``, written atomically; returns its path."""
+    return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())
+
+
 def build_record(fitted, result, *, suite: str | None = None, artefacts: dict | None = None,
                  tables=None) -> dict:
     t = fitted.transformation
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "suite": suite,
+        **record_header(suite),
         "pair": fitted.pair.describe(),
         "sampler": fitted.describe_data(),
         "config": asdict(fitted.config),
@@ -101,8 +109,7 @@ def write_run(fitted, result, root: str | Path, *, suite: str | None = None, sav
         artefacts["transformation"] = "transformation.npz"
     save_plot_arrays(fitted, folder / "plots.npz", result)
     artefacts["plots"] = "plots.npz"
-    record = build_record(fitted, result, suite=suite, artefacts=artefacts, tables=tables)
-    return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())
+    return write_record(folder, build_record(fitted, result, suite=suite, artefacts=artefacts, tables=tables))
 
 
 def _json_default(value):
@@ -211,10 +218,7 @@ def build_sweep_record(pair, sweep, *, tables=None, timings: dict | None = None,
     and as ``"result"`` whether every layer is equivalent up to the sweep's ``up_to`` (no criteria)."""
     first = sweep.first_failure
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "suite": None,
+        **record_header(),
         "pair": pair.describe(),
         "config": dict(options or {}),
         "versions": library_versions(),
@@ -232,5 +236,4 @@ def write_sweep_run(pair, sweep, root: str | Path, *, tables=None, timings: dict
                     options: dict | None = None, name: str | None = None) -> Path:
     """Write a sweep's ``record.json`` into a new run folder; returns the record's path."""
     folder = new_run_dir(root, name or f"{pair.name}-sweep")
-    record = build_sweep_record(pair, sweep, tables=tables, timings=timings, options=options)
-    return atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, default=_json_default).encode())
+    return write_record(folder, build_sweep_record(pair, sweep, tables=tables, timings=timings, options=options))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -85,13 +84,11 @@ def _number(value) -> bool:
 def build_verdict_record(entry: dict) -> dict:
     """The run record (schema ``equivtest.run``) of a verdict entry."""
     from .criteria import EquivalenceResult
-    from .record import SCHEMA, SCHEMA_VERSION, library_versions
+    from .record import library_versions, record_header
 
     result = EquivalenceResult(entry["name"], verdict_criteria(entry["info"]["ladder"]), entry["info"])
     return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "suite": None, "pair": entry["pair"], "sampler": None, "config": None, "fit": None,
+        **record_header(), "pair": entry["pair"], "sampler": None, "config": None, "fit": None,
         "versions": library_versions(), "result": result.to_dict(), "timings": {}, "artefacts": {},
         "tables": [entry["table"]],
     }
@@ -99,12 +96,10 @@ def build_verdict_record(entry: dict) -> dict:
 
 def write_verdict_run(entry: dict, root, *, html: bool = False) -> list[Path]:
     """Write ``root/<pair>-verdict-<time>-<id>/record.json`` (and ``report.html``); returns the paths."""
-    from ._io import atomic_write_bytes
-    from .record import _json_default, new_run_dir
+    from .record import new_run_dir, write_record
 
     folder = new_run_dir(root, f"{entry['name']}-verdict")
-    record = json.dumps(build_verdict_record(entry), indent=2, default=_json_default).encode()
-    written = [atomic_write_bytes(folder / "record.json", record)]
+    written = [write_record(folder, build_verdict_record(entry))]
     if html:
         from .report.html import write_html
 
