@@ -123,6 +123,31 @@ class DiskRows:
         return f"DiskRows(shape={self.shape}, dtype={self.dtype}, path={str(self.path)!r})"
 
 
+def drop_pages(view) -> None:
+    """Drop the pages of ``view`` (a contiguous slice of a ``numpy.memmap``) from the process.
+
+    ``madvise(MADV_DONTNEED)`` on the memory pages the slice spans: the data stay in the
+    file and the page cache (the map is shared, so written pages are kept, to be written
+    back), and a later read faults them in again. A page the slice shares with its
+    neighbours is dropped too; the neighbour's next read brings it back. Does nothing
+    for an array that is not a file map (dropping anonymous memory would lose it) and
+    where the platform has no ``madvise``.
+    """
+    raw = getattr(view, "_mmap", None)
+    if raw is None or not hasattr(raw, "madvise") or not view.flags.c_contiguous or view.nbytes == 0:
+        return
+    anchor = np.frombuffer(raw, dtype=np.uint8)  # the map's first byte, to find the slice in it
+    try:
+        start = view.ctypes.data - anchor.ctypes.data
+    finally:
+        del anchor  # release the buffer export, so that the map can be closed later
+    page = mmap.PAGESIZE
+    first = start - start % page
+    last = min(len(raw), -(-(start + view.nbytes) // page) * page)
+    if 0 <= first < last:
+        raw.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
 class _Folder:
     """A private temporary folder (mode 0700), removed once no array uses it any more, or at exit."""
 

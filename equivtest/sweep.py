@@ -250,6 +250,14 @@ def _test_rows(shared: Shared, path_a: str, path_b: str):
                     {"a": ca.groups[path_a], "b": cb.groups[path_b]}, {"a": ca.outputs, "b": cb.outputs}, extra)
 
 
+# Positive controls kept across the cells this process runs: a cell's control depends only on its
+# source layer's rows (and the rung, seed, split), so the cells of one row of the grid share A's
+# and those of one column share B's (verdict._control). Per process, so any executor's workers
+# each keep their own; a few floats per entry, cleared past _MAX_CONTROLS entries.
+_CONTROLS: dict = {}
+_MAX_CONTROLS = 10_000
+
+
 def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
     """One cell of the grid (``item = (i, j)``): the ladder's verdict and CKA, as a plain dict
     (:meth:`~equivtest.sweep_result.Cell.to_dict`). Module-level, so executors can ship it."""
@@ -267,8 +275,11 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
         held = split_by_input(groups, heldout=shared.heldout, seed=shared.seed)[1]
         callback = _where_needed(_stitch_callback(cell_pair(shared.pair, layer_a, layer_b), test, groups, held),
                                  {"a->b": b[held], "b->a": a[held]}, shared)
+    if len(_CONTROLS) > _MAX_CONTROLS:
+        _CONTROLS.clear()
     verdict = decide(a, b, groups, rungs=shared.rungs, thresholds=shared.thresholds, heldout=shared.heldout,
-                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, device=shared.device)
+                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS,
+                     device=shared.device)
     try:
         cka = LinearCKA().fit(a, b).score_
     except EquivtestError:  # a constant layer: CKA is undefined

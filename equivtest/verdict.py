@@ -28,6 +28,7 @@ from), so the rows of one input are never on both sides; see :func:`split_by_inp
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
@@ -226,7 +227,8 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
            heldout: float = 0.25, seed: int = 0, null_repeats: int = 1,
            stitch: Callable[[str, str, np.ndarray], float] | None = None,
            neighbourhoods: tuple | None = None, stop_at_pass: bool = True,
-           intrinsic_dimension: bool | None = None, device: str | None = None) -> Verdict:
+           intrinsic_dimension: bool | None = None, controls: "dict | None" = None,
+           device: str | None = None) -> Verdict:
     """Verdict on rows ``a`` (n, p) and ``b`` (n, q) of two networks on the same inputs.
 
     ``groups[i]``: the input row i came from. ``rungs``: names or map instances (templates,
@@ -239,6 +241,9 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     :class:`NeighbourhoodRows` of other rows of the same inputs. ``stop_at_pass``: skip the
     rungs after the first that passes in a direction.
     ``intrinsic_dimension``: estimate it (local PCA; default: when the diffusion rung is on).
+    ``controls``: a dict shared between calls on rows of the same source network (a layer
+    sweep's cells), in which each positive control is kept by what it depends on (see
+    :func:`_control`), so that it is fitted once, not once per call.
     ``device``: a torch device ("cpu", "cuda") for every rung that takes one (the rigid and
     affine maps; a template keeps its own device when this is ``None``); the nonlinear and
     diffusion rungs compute in numpy whatever it is. Checked before any fit.
@@ -280,7 +285,8 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     for direction, d in data.items():
         found = []
         for template in templates:
-            row = _evaluate(template, direction, d, limits[template.name], rng, null_repeats, stitch, context)
+            row = _evaluate(template, direction, d, limits[template.name], rng, null_repeats, stitch, context,
+                            (seed, controls))
             found.append(row)
             if "ridge_condition" in row.details and direction not in conditions:
                 conditions[direction] = row.details["ridge_condition"]
@@ -368,7 +374,35 @@ def _ratio(null: float, real: float) -> float:
     return float("inf") if real == 0 else null / real
 
 
-def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, stitch, context) -> RungResult:
+def _control(template, direction: str, s_tr, g_tr, s_te, n_s, rng, repeats, seed: int, cache) -> tuple[float, float]:
+    """The positive control: ``template`` fitted from the source to itself, ``(relative error, null ratio)``.
+
+    What it depends on is the rung, the direction, the source's rows (training and held-out,
+    their inputs, their neighbourhoods), ``seed`` and ``repeats``; its null draws from its
+    own generator, seeded by ``seed``, the direction and the rung, so that the result is the
+    same in every call on those rows, whichever call fits it first. The draws it used to
+    take from ``rng`` (the pair's stream) are still taken, so the pair's null is unchanged.
+    ``cache`` (a dict, or None) keeps the results by a digest of all of that."""
+    from .pairing import content_digest
+
+    for _ in range(max(1, repeats)):  # keep the pair's stream where it was
+        rng.permutation(len(s_tr)), rng.permutation(len(s_te))
+    key = None
+    if cache is not None:
+        key = content_digest((repr(template), direction, seed, repeats, s_tr, g_tr, s_te, n_s))
+        if key in cache:
+            return cache[key]
+    own = np.random.default_rng([seed + 1, DIRECTIONS.index(direction), zlib.crc32(template.name.encode())])
+    c_err = _fit_score(template, s_tr, s_tr, g_tr, s_te, s_te, n_s, n_s)[0]
+    c_null = _null(template, s_tr, s_tr, g_tr, s_te, s_te, n_s, n_s, own, repeats)
+    found = (c_err, _ratio(c_null, c_err))
+    if cache is not None:
+        cache[key] = found
+    return found
+
+
+def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, stitch, context,
+              controls: tuple = (0, None)) -> RungResult:
     name = template.name
     why = template.applicable(d.s_tr.shape[1], d.t_tr.shape[1])
     if why:  # the map cannot exist between these widths: decided, not passed
@@ -380,9 +414,7 @@ def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, st
                           "NeighbourhoodRows (ladder_verdict captures them through the pair's pairing)")
     s_tr, t_tr, g_tr, n_s, n_t = training
     # positive control: the source against itself, same rung, split and thresholds
-    c_err, _, _ = _fit_score(template, s_tr, s_tr, g_tr, d.s_te, d.s_te, n_s, n_s)
-    c_null = _null(template, s_tr, s_tr, g_tr, d.s_te, d.s_te, n_s, n_s, rng, repeats)
-    c_ratio = _ratio(c_null, c_err)
+    c_err, c_ratio = _control(template, direction, s_tr, g_tr, d.s_te, n_s, rng, repeats, *controls)
     err, predicted, fitted = _fit_score(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t)
     null = _null(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t, rng, repeats)
     ratio = _ratio(null, err)

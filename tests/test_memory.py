@@ -210,3 +210,50 @@ def test_copies_of_the_dmap_kernel_share_the_precision_factors():
     assert twin.factors is factors and twin is not kernel and twin.epsilon == 0.5
     twin.epsilon = 2.0
     assert kernel.epsilon == 0.5
+
+
+def _rss_file() -> int:
+    """Bytes of file-mapped pages resident in this process (Linux)."""
+    status = Path("/proc/self/status")
+    line = next((s for s in status.read_text().splitlines() if s.startswith("RssFile:")), None) if status.exists() else None
+    if line is None:
+        pytest.skip("no RssFile in /proc/self/status on this platform")
+    return int(line.split()[1]) * 1024
+
+
+def test_the_kernel_keeps_only_a_block_of_file_mapped_factors_resident(tmp_path):
+    from equivtest._memory import drop_pages
+    from equivtest.geometry.kernel import mahalanobis_sq_dense
+
+    rng = np.random.default_rng(0)
+    n, f, r = 400, 512, 48  # 79 MB of float64 factors in a file, as a memory budget makes them
+    x = rng.normal(size=(n, f))
+    factors = np.memmap(tmp_path / "factors", dtype=np.float64, mode="w+", shape=(n, f, r))
+    for start in range(0, n, 50):
+        factors[start : start + 50] = rng.normal(size=(50, f, r))
+    in_memory = np.array(factors)
+    drop_pages(factors)  # none of the file resident to begin with
+
+    # the measure can see the factors: reading them all makes them resident, dropping them undoes it
+    before = _rss_file()
+    assert float(np.asarray(factors).sum()) == pytest.approx(float(in_memory.sum()))
+    assert _rss_file() - before > 0.75 * factors.nbytes
+    drop_pages(factors)
+    assert _rss_file() - before < 0.1 * factors.nbytes
+
+    before = _rss_file()
+    d2 = mahalanobis_sq_dense(x, factors)
+    assert _rss_file() - before < 0.25 * factors.nbytes  # blocks of a few rows, dropped as they are read
+    np.testing.assert_array_equal(d2, mahalanobis_sq_dense(x, in_memory))
+    np.testing.assert_array_equal(factors, in_memory)  # dropped pages come back from the file intact
+
+
+def test_factors_written_to_a_file_do_not_stay_resident(tmp_path):
+    rng = np.random.default_rng(1)
+    nb = rng.normal(size=(300, 48, 600)).astype(np.float32)  # factors: 300 x 600 x 47 float64, 68 MB
+    store = RowStore(budget=1, scratch_dir=str(tmp_path))
+    before = _rss_file()
+    got = neighbourhood_precision_factors(nb, allocate=store.factors)
+    assert isinstance(got, np.memmap) and got.nbytes > 60e6
+    assert _rss_file() - before < 0.25 * got.nbytes  # written a block at a time, each block's pages dropped
+    np.testing.assert_array_equal(got, neighbourhood_precision_factors(nb))

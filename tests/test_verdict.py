@@ -187,3 +187,42 @@ def test_diffusion_rung_with_neighbourhoods_recognises_a_rotated_curve():
         row = verdict.row(direction, "diffusion")  # measured 4.2e-5 and null ratios 4e4-8e4
         assert row.heldout_rel_error <= 1e-3 and row.null_ratio > 100 and row.control_rel_error <= 1e-3
     assert verdict.diagnostics.intrinsic_dim_a == 1 and verdict.diagnostics.neighbourhood_rows == 16
+
+
+def _counting_fits(monkeypatch) -> list:
+    import equivtest.verdict as verdict_module
+
+    calls, real = [], verdict_module._fit_score
+
+    def counted(template, s_tr, t_tr, *rest):
+        calls.append(s_tr is t_tr)  # True: a control (source to itself) or its null
+        return real(template, s_tr, t_tr, *rest)
+
+    monkeypatch.setattr(verdict_module, "_fit_score", counted)
+    return calls
+
+
+def _figures(verdict):
+    return [(r.direction, r.rung, r.heldout_rel_error, r.null_rel_error, r.control_rel_error, r.control_null_ratio)
+            for r in verdict.rows]
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_shared_controls_are_fitted_once_and_change_no_figure(seed, monkeypatch):
+    rng, a, groups = network_rows(seed)
+    pairs = true_pairs(rng, a)
+    shuffled = a[rng.permutation(len(a))]
+    targets, rungs = (pairs["affine"], shuffled, pairs["diagonal"]), LADDER[:5]  # up to affine: quick
+    alone = [decide(a, b, groups, seed=seed, rungs=rungs) for b in targets]
+    calls = _counting_fits(monkeypatch)
+    controls = {}
+    shared = [decide(a, b, groups, seed=seed, rungs=rungs, controls=controls) for b in targets]
+    # the same verdicts, figure for figure, whether the controls were fitted here or kept from another call
+    assert [_figures(v) for v in shared] == [_figures(v) for v in alone]
+    assert [v.kind for v in shared] == ["equivalent", "not_equivalent", "equivalent"]
+    # a->b's controls are A's rows against themselves: fitted in the first call, kept for the next two;
+    # b->a's differ per call (B's rows are the source there)
+    first_a = {r.rung for r in alone[0].rows if r.direction == "a->b"}
+    later_a = {r.rung for v in alone[1:] for r in v.rows if r.direction == "a->b"}
+    b_side = sum(1 for v in alone for r in v.rows if r.direction == "b->a")
+    assert sum(calls) == len(first_a | later_a) + b_side  # each control's own fit (its null fits re-paired rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._memory import drop_pages
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
 from ._parallel import over_row_ranges
@@ -252,6 +253,7 @@ def neighbourhood_precision_factors(
             buffer = np.empty(n * f * widest) if allocate is None else allocate(n * f * widest)
         size = evecs.size // evecs.shape[2] * width
         np.copyto(buffer[used : used + size].reshape(len(evecs), f, width), evecs[:, :, -width:])
+        drop_pages(buffer[used : used + size])  # a buffer in a file (a memory budget): not kept resident
         parts.append((start, len(evecs), width, used, evals[:, -width:], keep[:, -width:]))
         variances.append(variance)
         used += size
@@ -277,9 +279,11 @@ def _spread_and_scale(buffer: np.ndarray, parts: list, f: int, ridge: float) -> 
         for first in reversed(range(0, rows, step)):
             last = min(rows, first + step)
             block = _scaled(evals[first:last], source[first:last], keep[first:last], ridge)  # a new array
+            drop_pages(source[first:last])
             target = out[start + first : start + last]
             target[:, :, : rank - width] = 0.0
             target[:, :, rank - width :] = block
+            drop_pages(target)
     return out
 
 

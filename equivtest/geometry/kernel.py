@@ -15,6 +15,7 @@ import scipy.sparse
 import torch
 from scipy.spatial import cKDTree
 
+from .._memory import drop_pages
 from .._validation import as_finite_float64
 from ..errors import ActivationError, FitConfigError
 from ._parallel import over_row_ranges
@@ -54,12 +55,12 @@ def mahalanobis_sq_dense(samples, factors, device=None) -> np.ndarray:
     for the GEMM: less only where ``d < N F / (N + F)``, below ``min(N, F)``, while a real
     layer's centred activations span ``min(N - 1, F)`` dimensions. So it is not done.
     """
+    mapped = factors if isinstance(factors, np.memmap) else None  # a file map: its pages are dropped as read
     x, factors = _check(samples, factors)
     dev = torch.device("cpu" if device is None else device)
     n, f, r = factors.shape
     xt = as_tensor(x, device=dev)
     lt = as_tensor(factors, device=dev)  # (N, F, r); on the CPU the caller's array, not a copy
-    own = torch.bmm(xt[:, None, :], lt)[:, 0, :]  # L_i^T x_i, (N, r)
     cols = torch.cat([xt, torch.ones((n, 1), dtype=xt.dtype, device=dev)], dim=1).T.contiguous()
     q = torch.empty((n, n), dtype=torch.float64, device=dev)
 
@@ -68,7 +69,10 @@ def mahalanobis_sq_dense(samples, factors, device=None) -> np.ndarray:
             stop = min(last, start + block)
             # the block's augmented rows [L_b^T, -L_b^T x_b]: built per block, so the
             # factors are never copied whole (N F r values: 3 GB at F = 3,072, M = 64)
-            rows = torch.cat([lt[start:stop].transpose(1, 2), -own[start:stop, :, None]], dim=2)
+            own = torch.bmm(xt[start:stop, None, :], lt[start:stop])  # L_b^T x_b, (b, 1, r)
+            rows = torch.cat([lt[start:stop].transpose(1, 2), -own.transpose(1, 2)], dim=2)
+            if mapped is not None:  # factors in a file (a memory budget): keep only this block resident
+                drop_pages(mapped[start:stop])
             z = rows.reshape((stop - start) * r, f + 1) @ cols  # z[b*r + k, j] = (L_b^T (x_j - x_b))_k
             z.square_()
             torch.sum(z.view(stop - start, r, n), dim=1, out=q[start:stop])
