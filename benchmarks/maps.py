@@ -3,7 +3,14 @@
 ```bash
 python benchmarks/maps.py                 # 5,000 rows x 384 features, 3 repeats (about a minute)
 python benchmarks/maps.py --rows 1000 --features 64 --repeats 1 --out reports/maps_quick.json
+python benchmarks/maps.py --device cpu --rows 20000 --features 768 --repeats 1   # numpy against torch on a device
 ```
+
+With ``--device D`` it times instead the orthogonal and the affine map (penalty
+cross-validated) with ``device=None`` (numpy) and ``device=D`` (the same formulas in torch
+float64 on ``D``) on the same rows, alternately, and checks that both fitted the same map
+(largest difference of the fitted arrays and the predictions, relative to their largest
+value). The ratio is numpy seconds / device seconds (above 1: the device is faster).
 
 Rows: ``X`` Gaussian with correlated features (a random mixing matrix), 50 rows per input
 (groups), and for each map the target it recovers (``X`` permuted, rotated and scaled,
@@ -110,6 +117,63 @@ def run(n: int = 5000, width: int = 384, repeats: int = 3, nonlinear: bool = Tru
     }
 
 
+def run_device(device: str, n: int = 20000, width: int = 768, repeats: int = 1) -> dict:
+    """Orthogonal and cross-validated affine fits, ``device=None`` against ``device``, on the same rows."""
+    data = make_rows(n, width)
+    x, groups = data["x"], data["groups"]
+    rows = []
+    for name, target, cls in (("orthogonal", data["orthogonal"], Orthogonal),
+                              ("affine (8 penalties, 5-fold CV)", data["affine"], Affine)):
+        times = {None: [], device: []}
+        fitted = {}
+        for _ in range(repeats):
+            for dev in (None, device):  # alternately, so both see the same load
+                start = time.perf_counter()
+                fitted[dev] = cls(device=dev).fit(x, target, groups)
+                times[dev].append(time.perf_counter() - start)
+        numpy_s, device_s = float(np.median(times[None])), float(np.median(times[device]))
+        fit_diff = max(_rel_diff(getattr(fitted[device], attr), getattr(fitted[None], attr))
+                       for attr in cls.fitted_arrays)
+        predict_diff = _rel_diff(fitted[device].predict(x[:2000]), fitted[None].predict(x[:2000]))
+        xc = x - x.mean(axis=0)
+        eigenvalues = np.linalg.eigvalsh(xc.T @ xc)
+        rows.append({"map": name, "numpy_s": numpy_s, "device_s": device_s, "ratio": numpy_s / device_s,
+                     "max_rel_diff_fitted": fit_diff, "max_rel_diff_predict": predict_diff,
+                     "alpha": getattr(fitted[None], "alpha_", None),
+                     "condition_xtx": float(eigenvalues[-1] / eigenvalues[0]), "runs": repeats})
+        print(f"{name:32s} numpy {numpy_s:8.2f} s  device={device} {device_s:8.2f} s  ratio {numpy_s / device_s:5.2f}  "
+              f"max rel. diff fitted {fit_diff:.1e}, predictions {predict_diff:.1e}", file=sys.stderr)
+    return {
+        "schema": "equivtest.benchmark.maps_device", "schema_version": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": n, "features": width, "rows_per_input": 50, "repeats": repeats, "device": device,
+        "results": rows, "machine": _bench_module().machine_info(),
+        "ratio": "numpy seconds / device seconds (above 1: the device is faster)",
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def _rel_diff(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest difference relative to the largest value of ``want`` (0 for an empty array)."""
+    if not want.size:
+        return 0.0
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def render_device(result: dict) -> str:
+    lines = [f"{result['rows']:,} rows x {result['features']} features, median of {result['repeats']} runs, "
+             f"1-minute load {result['load_average_1min']} at the end", "",
+             f"| map | numpy s | device={result['device']} s | ratio | max rel. diff fitted | predictions |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in result["results"]:
+        lines.append(f"| {r['map']} | {r['numpy_s']:.2f} | {r['device_s']:.2f} | {r['ratio']:.2f}x | "
+                     f"{r['max_rel_diff_fitted']:.1e} | {r['max_rel_diff_predict']:.1e} |")
+    lines.append("")
+    lines.append(f"condition of the centred X^T X: {result['results'][0]['condition_xtx']:.3g}; affine penalty "
+                 f"chosen: {result['results'][-1]['alpha']:g} (relative to its mean eigenvalue)")
+    return "\n".join(lines)
+
+
 def render(result: dict) -> str:
     lines = [f"{result['rows']:,} rows x {result['features']} features, median of {result['repeats']} runs, "
              f"1-minute load {result['load_average_1min']}", "",
@@ -126,11 +190,18 @@ def main(argv=None) -> None:
     parser.add_argument("--features", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-nonlinear", action="store_true")
-    parser.add_argument("--out", default="reports/maps_benchmark.json")
+    parser.add_argument("--device", default=None,
+                        help="time the orthogonal and affine maps with device=None against this torch device")
+    parser.add_argument("--out", default=None,
+                        help="default reports/maps_benchmark.json (reports/maps_device_benchmark.json with --device)")
     args = parser.parse_args(argv)
-    result = run(args.rows, args.features, args.repeats, nonlinear=not args.no_nonlinear)
-    print(render(result))
-    out = Path(args.out)
+    if args.device is not None:
+        result = run_device(args.device, args.rows, args.features, args.repeats)
+        print(render_device(result))
+    else:
+        result = run(args.rows, args.features, args.repeats, nonlinear=not args.no_nonlinear)
+        print(render(result))
+    out = Path(args.out or ("reports/maps_benchmark.json" if args.device is None else "reports/maps_device_benchmark.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

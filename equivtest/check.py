@@ -25,11 +25,13 @@ from .pairs import NetworkPair
 
 def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, thresholds=None, heldout: float = 0.25,
                    seed: int = 0, null_repeats: int = 1, stitched: bool = True, neighbourhoods=None,
-                   neighbourhood=None, neighbourhood_inputs: int | None = 64, stop_at_pass: bool = True, stage=None):
+                   neighbourhood=None, neighbourhood_inputs: int | None = 64, stop_at_pass: bool = True, stage=None,
+                   device: str | None = None):
     """The :class:`~equivtest.verdict.Verdict` of ``pair`` on ``inputs`` (of A's domain).
 
     ``rungs`` (default :data:`equivtest.maps.LADDER`), ``thresholds``, ``heldout``, ``seed``,
-    ``null_repeats`` and ``stop_at_pass`` go to :func:`~equivtest.verdict.decide`.
+    ``null_repeats``, ``stop_at_pass`` and ``device`` (a torch device for the rigid and affine
+    maps, e.g. "cuda"; checked before the capture) go to :func:`~equivtest.verdict.decide`.
     ``stitched=False`` skips the stitched network's score (activation criteria only).
 
     The diffusion-map rung (``DiffusionMap(k)`` in ``rungs``) also needs the rows of each
@@ -45,7 +47,11 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
 
     if not isinstance(pair, NetworkPair):
         raise TypeError(f"verdict needs a NetworkPair, got {type(pair).__name__}")
-    templates = [make_rung(r) for r in (LADDER if rungs is None else rungs)]
+    if device is not None:
+        from .maps._xp import check_device
+
+        check_device(device)
+    templates = [make_rung(r, device) for r in (LADDER if rungs is None else rungs)]
     pairing = pair.pairing
     if stage:
         stage("capturing both networks' rows")
@@ -61,7 +67,8 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
     if stage:
         stage(f"fitting the ladder on {len(a):,} rows of {int(groups.max()) + 1:,} inputs")
     return decide(a, b, groups, rungs=templates, thresholds=thresholds, heldout=heldout, seed=seed,
-                  null_repeats=null_repeats, stitch=callback, neighbourhoods=neighbourhoods, stop_at_pass=stop_at_pass)
+                  null_repeats=null_repeats, stitch=callback, neighbourhoods=neighbourhoods, stop_at_pass=stop_at_pass,
+                  device=device)
 
 
 def _neighbourhood_inputs(train_inputs: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

@@ -77,6 +77,7 @@ def sweep_command(
     mode: str = typer.Option("auto", help="all (every layer pair), diagonal (same layer names), auto (diagonal when the layer lists agree)."),
     up_to: str = typer.Option("affine", "--up-to", help="Name the first layer not equivalent up to this rung."),
     rungs: Optional[str] = typer.Option(None, help="Comma-separated rungs, rigid first (default: identity..affine)."),
+    device: Optional[str] = typer.Option(None, help="A torch device (cpu, cuda, cuda:1) for the rigid and affine maps' fits; default numpy on the CPU."),
     engine: Optional[str] = typer.Option(None, help="Where the cells run: a Dask scheduler address (tcp://host:port) or local:N (a local cluster of N worker processes); default this process."),
     report_dir: Path = typer.Option(Path("reports"), help="Where the run folder (record.json, report.html) goes."),
     no_record: bool = typer.Option(False, "--no-record", help="Print the table only; write no files."),
@@ -93,7 +94,7 @@ def sweep_command(
         inputs = sweep_inputs(spec)
         pair = spec.function()
         result, timings = _sweep_with_progress(pair, inputs, split(layers_a), split(layers_b), mode=mode, up_to=up_to,
-                                               rungs=split(rungs), engine=_engine(engine))
+                                               rungs=split(rungs), engine=_engine(engine), device=device)
     except (EquivtestError, ImportError) as exc:  # ImportError: --engine without the distributed extra
         notes = "".join(f"\n{n}" for n in getattr(exc, "__notes__", ()))  # the cell a worker failed on
         console.print(f"[red]{escape(str(exc) + notes)}[/]", soft_wrap=True)
@@ -104,7 +105,8 @@ def sweep_command(
     console.print(table.to_rich())
     console.print("timings: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in timings.items()))
     if not no_record:
-        _write_sweep_folder(pair, result, table, timings, report_dir, {"mode": mode, "up_to": up_to, "rungs": rungs})
+        options = {"mode": mode, "up_to": up_to, "rungs": rungs, "device": device}
+        _write_sweep_folder(pair, result, table, timings, report_dir, options)
     first = result.first_failure
     if first is not None:
         console.print(f"[bold red]first layer not equivalent up to {escape(up_to)}: {escape(first['layer_a'])}[/] "

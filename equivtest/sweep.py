@@ -230,6 +230,7 @@ class Shared:
     seed: int
     stitched: bool
     null_repeats: int
+    device: str | None = None  # the rigid and affine maps' torch device (None: numpy)
 
 
 def cell_pair(pair, layer_a, layer_b):
@@ -277,7 +278,8 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
     if len(_CONTROLS) > _MAX_CONTROLS:
         _CONTROLS.clear()
     verdict = decide(a, b, groups, rungs=shared.rungs, thresholds=shared.thresholds, heldout=shared.heldout,
-                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS)
+                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS,
+                     device=shared.device)
     try:
         cka = LinearCKA().fit(a, b).score_
     except EquivtestError:  # a constant layer: CKA is undefined
@@ -321,7 +323,7 @@ def _cell(i, j, path_a, path_b, verdict, cka) -> Cell:
 def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: Sequence | None = None, *,
           mode: str = "auto", rungs: Sequence | None = None, thresholds=None, up_to: str = "affine",
           heldout: float = 0.25, seed: int = 0, null_repeats: int = 1, stitched: bool = True, engine=None,
-          progress: Progress | None = None) -> SweepResult:
+          progress: Progress | None = None, device: str | None = None) -> SweepResult:
     """The ladder's verdict for every layer pair of two networks (see the module docstring).
 
     ``pair_or_networks``: a :class:`~equivtest.NetworkPair` (its own layers are ignored; its task,
@@ -335,6 +337,10 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     first failure is named against. ``stitched=False`` skips the stitched networks.
     ``engine``: where the cells run (:func:`equivtest.distributed.executor_for`).
     ``progress(stage, done, total)``: called as the captures and the fits advance.
+    ``device``: a torch device ("cpu", "cuda") on which the rigid and affine maps of every
+    cell compute (``None``: numpy); checked before any capture. The ladder is given by rung
+    names here (a map instance in ``rungs`` counts by its name only), so this is the way
+    to put the maps on a device.
     """
     from .distributed import executor_for
     from .maps import make_rung
@@ -345,6 +351,10 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     if up_to not in rungs:
         raise EquivtestError(f"up_to={up_to!r} is not on the sweep's ladder {list(rungs)}")
     limits = _thresholds(thresholds, rungs)
+    if device is not None:
+        from .maps._xp import check_device
+
+        check_device(device)
     executor = executor_for(engine)
     inputs = _checked_inputs(pair, inputs)
     split_by_input(np.arange(len(inputs)), heldout=heldout, seed=seed)  # enough inputs: refused before any capture
@@ -356,7 +366,7 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
         report = None if progress is None else (lambda done, total, side=side: progress(f"capture {side}", done, total))
         captures[side] = capture_side(pair.side(side), inputs, layers, report)
     shared = Shared(pair, inputs, captures, tuple(layers_a), tuple(layers_b), rungs, thresholds, heldout, seed,
-                    stitched, null_repeats)
+                    stitched, null_repeats, device)
     items = ([(k, k) for k in range(len(layers_a))] if mode == "diagonal"
              else [(i, j) for i in range(len(layers_a)) for j in range(len(layers_b))])
     report = None if progress is None else (lambda done, total: progress("fit", done, total))

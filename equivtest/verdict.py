@@ -227,7 +227,8 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
            heldout: float = 0.25, seed: int = 0, null_repeats: int = 1,
            stitch: Callable[[str, str, np.ndarray], float] | None = None,
            neighbourhoods: tuple | None = None, stop_at_pass: bool = True,
-           intrinsic_dimension: bool | None = None, controls: "dict | None" = None) -> Verdict:
+           intrinsic_dimension: bool | None = None, controls: "dict | None" = None,
+           device: str | None = None) -> Verdict:
     """Verdict on rows ``a`` (n, p) and ``b`` (n, q) of two networks on the same inputs.
 
     ``groups[i]``: the input row i came from. ``rungs``: names or map instances (templates,
@@ -243,9 +244,16 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     ``controls``: a dict shared between calls on rows of the same source network (a layer
     sweep's cells), in which each positive control is kept by what it depends on (see
     :func:`_control`), so that it is fitted once, not once per call.
+    ``device``: a torch device ("cpu", "cuda") for every rung that takes one (the rigid and
+    affine maps; a template keeps its own device when this is ``None``); the nonlinear and
+    diffusion rungs compute in numpy whatever it is. Checked before any fit.
     """
     x, y, g = check_rows(a, b, groups)
-    templates = [make_rung(r) for r in rungs]
+    if device is not None:
+        from .maps._xp import check_device
+
+        check_device(device)
+    templates = [make_rung(r, device) for r in rungs]
     names = tuple(t.name for t in templates)
     if len(set(names)) != len(names):
         raise EquivtestError(f"each rung may appear once on the ladder, got {list(names)}")

@@ -230,3 +230,7 @@ def test_the_benchmark_runs_on_tiny_rows_and_every_map_recovers_its_target():
     assert [r["map"] for r in result["results"]][:4] == ["identity", "permutation", "orthogonal", "diagonal"]
     assert all(r["fit_rel_error"] < 1e-6 and r["ratio"] > 0 for r in result["results"])
     assert "| identity |" in bench.render(result)
+    on_cpu = bench.run_device("cpu", 300, 8, repeats=1)  # the same maps with device=None and device="cpu"
+    assert [r["map"] for r in on_cpu["results"]] == ["orthogonal", "affine (8 penalties, 5-fold CV)"]
+    assert all(r["max_rel_diff_fitted"] < 1e-10 and r["max_rel_diff_predict"] < 1e-10 for r in on_cpu["results"])
+    assert "| orthogonal |" in bench.render_device(on_cpu)

@@ -16,6 +16,9 @@ affine   ``Y = X W + b``                                   ridge, penalty CV by 
 nonlinear affine + RBF kernel ridge (Nyström)              CV by input
 diffusion the thesis's diffusion-map Transformation        rows + neighbourhood rows
 ======== ================================================= ============================
+
+The rigid maps and the affine map take ``device``: ``None`` (default) computes in numpy,
+a torch device name ("cpu", "cuda") the same formulas in torch float64 there.
 """
 
 from __future__ import annotations
@@ -31,13 +34,22 @@ RUNGS = {cls.name: cls for cls in (Identity, Permutation, Orthogonal, Diagonal, 
 LADDER = ("identity", "permutation", "orthogonal", "diagonal", "affine", "nonlinear")  # the default, rigid first
 
 
-def make_rung(rung: "str | Rung") -> Rung:
-    """An unfitted map from a rung name or a (possibly fitted) map used as a template."""
+def make_rung(rung: "str | Rung", device: "str | None" = None) -> Rung:
+    """An unfitted map from a rung name or a (possibly fitted) map used as a template.
+
+    ``device``: where a map that takes one computes (the rigid and affine maps, see
+    :class:`Rung`); ``None`` leaves a name's default (numpy) and a template's own device.
+    Maps without a ``device`` (nonlinear, diffusion) ignore it.
+    """
     if isinstance(rung, Rung):
-        return rung.clone()
-    if rung not in RUNGS:
+        made = rung.clone()
+    elif rung not in RUNGS:
         raise EquivtestError(f"unknown rung {rung!r}; choose from {sorted(RUNGS)} or pass a map instance")
-    return RUNGS[rung]()
+    else:
+        made = RUNGS[rung]()
+    if device is not None and made.takes_device():
+        made.device = device
+    return made
 
 
 __all__ = ["Affine", "Diagonal", "DiffusionMap", "Identity", "LADDER", "Nonlinear", "Orthogonal", "Permutation",

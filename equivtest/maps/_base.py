@@ -58,7 +58,15 @@ def relative_error(predicted: np.ndarray, target: np.ndarray) -> float:
 
 class Rung:
     """Base class of the maps (scikit-learn style: parameters in ``__init__``, ``fit``
-    returns self, fitted attributes end in ``_``)."""
+    returns self, fitted attributes end in ``_``).
+
+    The rigid and affine maps take ``device``: ``None`` (default) computes in numpy; a
+    torch device name ("cpu", "cuda", "cuda:1") computes the same formulas in torch
+    float64 on that device. Fitted attributes are numpy arrays either way, and ``device``
+    is saved with the other parameters: a loaded map predicts on it, and where torch
+    cannot use it here ``fit`` and ``predict`` raise :class:`~equivtest.errors.FitConfigError`
+    naming the fix (set ``map.device = None``).
+    """
 
     name: ClassVar[str] = ""
     same_width: ClassVar[bool] = False  # the map exists only between layers of one width
@@ -98,8 +106,10 @@ class Rung:
         return self
 
     def predict(self, X) -> np.ndarray:
-        """Rows of the target network predicted from rows ``X`` of the source network."""
+        """Rows of the target network predicted from rows ``X`` of the source network (on the map's
+        ``device``, which must be usable here, also for a map loaded from a file)."""
         self._check_fitted()
+        self._ops()
         x = as_finite_float64(X, "rows of the source network (X)", ndim=2, fix=rows_fix)
         if x.shape[1] != self.n_features_in_:
             raise ActivationError(f"X has {x.shape[1]} features but the {self.name} map was fitted on "
@@ -116,6 +126,20 @@ class Rung:
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    @classmethod
+    def takes_device(cls) -> bool:
+        """Whether this map has a ``device`` parameter (computes on a torch device when asked)."""
+        return "device" in inspect.signature(cls.__init__).parameters
+
+    def _ops(self):
+        """The array operations of this map's ``device``: numpy for ``None``, else torch there (checked)."""
+        from ._xp import ops_for
+
+        return ops_for(getattr(self, "device", None),
+                       f"use {type(self).__name__}(device=None) for the CPU's numpy path or device='cpu' (a map "
+                       "loaded from a file keeps the device it was saved with: set map.device = None or 'cpu' "
+                       "before predict)")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
