@@ -201,7 +201,8 @@ def run_child(kind: str, path: str, args) -> dict:
         cmd += ["--hf", "--sentences", str(args.sentences)]
     if args.scratch_dir:
         cmd += ["--scratch-dir", args.scratch_dir]
-    print(f"[{time.strftime('%H:%M:%S')}] F={args.width}: {kind}", file=sys.stderr, flush=True)
+    what = f"{args.sentences} sentences, MiniLM" if args.hf else f"F={args.width}"
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: {kind}", file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
