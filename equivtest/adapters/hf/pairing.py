@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..._memory import RowStore
 from ...errors import EquivtestError
 from ...layers import fill_unpredicted
 from ...pairing import Captured, TestRows, content_digest
@@ -71,7 +72,7 @@ class Positions:
         return index
 
     # -- the fit's rows ------------------------------------------------------------------
-    def capture(self, pair, data, config, stage=None) -> Captured:
+    def capture(self, pair, data, config, stage=None, *, dtype=None) -> Captured:
         """Per input: each network's sequence and its neighbours' (drawn per network), aligned
         to one length; ``positions`` of them (the same in the input and in each neighbour).
 
@@ -79,40 +80,86 @@ class Positions:
         (:mod:`~equivtest.adapters.hf.batching`), a window of inputs at a time, while the
         random draws keep the one-at-a-time order: per input, A's neighbourhood, B's, then
         the positions. So the rows equal those of one pass per input and per batch of
-        neighbours, to float32 rounding."""
+        neighbours, to float32 rounding.
+
+        The inputs' own sequences run first, window by window (they draw nothing), and give
+        every input's length, so its number of rows. Then ``config``'s
+        :class:`~equivtest._memory.RowStore` makes the rows' arrays (``config=None``: in
+        memory) and each window's rows are written into them as they are captured: under
+        ``FitConfig(memory_budget=...)`` the neighbourhood rows that do not fit go to disk
+        (:class:`~equivtest._memory.DiskRows`) a window at a time, never all in memory.
+
+        The rows keep each network's precision (:func:`~equivtest.capture.row_dtype`: float32
+        for a float32 model), as its forward passes give them: trimming, resampling and a
+        position map only pick positions. ``align="pad"`` keeps float64 rows: its padding is
+        the mean of a sequence's float32 rows taken in float64, which float32 cannot hold.
+        ``dtype`` (e.g. ``np.float64``) asks for rows of that dtype instead.
+        """
+        from ...capture import row_dtype
+
         samples = _as_samples(data)
-        rng = np.random.default_rng(self.seed)
-        rows = {"a": ([], []), "b": ([], [])}
-        groups, skipped = [], []
+        store = config.row_store() if config is not None else RowStore()
+        dtypes = {s: np.dtype(dtype) if dtype is not None else np.dtype(np.float64) if self.align == "pad"
+                  else row_dtype(pair.side(s).model) for s in "ab"}
         t0 = time.perf_counter()
         window = self._window()
-        for first in range(0, len(samples), window):
+        windows = [range(first, min(len(samples), first + window)) for first in range(0, len(samples), window)]
+        if stage:
+            stage(f"capturing the sequences of the {len(samples)} samples in both networks")
+        own = [self._own_sequences(pair, samples, w, dtypes) for w in windows]
+        counts = {i: self._row_count(len(seqs["a"][i]), len(seqs["b"][i]), i) for _, seqs in own for i in seqs["b"]}
+        if not counts:
+            raise EquivtestError("no input gave rows (every domain-map output was empty)")
+        total, m = sum(counts.values()), int(self.neighbourhood.size)
+        widths = {s: next(q for _, seqs in own for q in seqs[s].values()).shape[1] for s in "ab"}
+        allocate = store.allocator()  # in the order engine.within_budget counts them: A's rows, A's neighbours, B's
+        rows = {s: (allocate((total, widths[s]), dtypes[s], f"samples-{s}"),
+                    allocate((total, m, widths[s]), dtypes[s], f"neighbourhoods-{s}")) for s in "ab"}
+        groups, skipped, at = np.empty(total, dtype=np.int64), [], 0
+        rng = np.random.default_rng(self.seed)
+        for k, w in enumerate(windows):
             if stage:
-                stage(f"capturing samples {first + 1}-{min(len(samples), first + window)}/{len(samples)} "
+                stage(f"capturing samples {w.start + 1}-{w.stop}/{len(samples)} "
                       "and their neighbourhoods in both networks")
-            for i, seqs in self._capture_window(pair, samples, range(first, min(len(samples), first + window)), rng):
-                if seqs is None:
+            (xs, seqs), own[k] = own[k], None  # a window's own sequences go once its rows are written
+            for i, found in self._capture_window(pair, samples, w, xs, seqs, rng, dtypes):
+                if found is None:
                     skipped.append(i)
                     continue
-                for side, (s, n) in seqs.items():
-                    rows[side][0].append(s)
-                    rows[side][1].append(n)
-                groups.append(np.full(len(seqs["a"][0]), i))
-        if not groups:
-            raise EquivtestError("no input gave rows (every domain-map output was empty)")
-        activations = {s: (np.concatenate(rows[s][0]), np.concatenate(rows[s][1])) for s in "ab"}
-        info = {"n_inputs": len(samples), "n_rows": int(sum(len(g) for g in groups)), "skipped": skipped,
+                n = len(found["a"][0])
+                if n != counts[i]:
+                    raise EquivtestError(f"sample {i} gave {n} rows where its lengths gave {counts[i]}")
+                for side, (s, nb) in found.items():
+                    rows[side][0][at : at + n] = s
+                    rows[side][1][at : at + n] = nb
+                groups[at : at + n] = i
+                at += n
+        info = {"n_inputs": len(samples), "n_rows": int(total), "skipped": skipped,
                 "neighbourhood_size": int(self.neighbourhood.size)}
-        return Captured(activations, np.concatenate(groups), None, info, {"capture_s": time.perf_counter() - t0})
+        return Captured(rows, groups, None, info, {"capture_s": time.perf_counter() - t0})
 
     def _window(self) -> int:
         """Inputs per window: enough for 16 batches of neighbour passes per network (at least one)."""
         return max(1, (16 * int(self.batch_size)) // (int(self.neighbourhood.size) + 1))
 
-    def _capture_window(self, pair, samples: list, window: range, rng):
-        """``(i, {side: (rows (P, f), neighbour rows (P, M, f))})`` per input of ``window``, or ``(i, None)``
-        for an input the domain map turned into no text. Draws from ``rng`` in the one-at-a-time order."""
-        from .batching import capture_encoded, capture_neighbours, draw_neighbourhood
+    def _aligned_length(self, length_a: int, length_b: int) -> int:
+        if callable(self.align):
+            return length_b
+        return max(length_a, length_b) if self.align == "pad" else min(length_a, length_b)
+
+    def _row_count(self, length_a: int, length_b: int, i: int) -> int:
+        """The rows input ``i`` gives: the positions that :meth:`_plan` will take (an explicit
+        list is checked here, before any neighbour pass; a count draws nothing yet)."""
+        length = self._aligned_length(length_a, length_b)
+        if isinstance(self.positions, (int, np.integer)):
+            return min(int(self.positions), length)
+        return len(select_positions(length, self.positions, None, f"sample {i} (aligned length {length})"))
+
+    def _own_sequences(self, pair, samples: list, window: range, dtypes: dict):
+        """``(encoded, sequences)``, each ``{side: {i: ...}}``, of the inputs of ``window``: their
+        encodings and layer rows ``(T_i, f)`` (batched per window). An input that the domain map
+        turns into no text has none of B's (it is skipped); no random draws."""
+        from .batching import capture_encoded
 
         nets = {s: pair.side(s) for s in "ab"}
         xs = {"a": {}, "b": {}}
@@ -122,8 +169,17 @@ class Positions:
                 if side == "b" and pair.domain_map is not None and net.modality == "text" and not str(x).strip():
                     break  # the domain map gave nothing (e.g. an empty transcript)
                 xs[side][i] = net.encode(x, f"sample {i} ({net.name})")
-        # the inputs' own sequences: no random draws, so they can run first and give the lengths
-        seqs = {s: dict(zip(xs[s], capture_encoded(nets[s], list(xs[s].values()), self.batch_size))) for s in "ab"}
+        seqs = {s: dict(zip(xs[s], capture_encoded(nets[s], list(xs[s].values()), self.batch_size, dtype=dtypes[s])))
+                for s in "ab"}
+        return xs, seqs
+
+    def _capture_window(self, pair, samples: list, window: range, xs: dict, seqs: dict, rng, dtypes: dict):
+        """``(i, {side: (rows (P, f), neighbour rows (P, M, f))})`` per input of ``window``, or ``(i, None)``
+        for an input the domain map turned into no text, from the window's encodings and own
+        sequences (:meth:`_own_sequences`), in ``dtypes[side]``. Draws from ``rng`` in the one-at-a-time order."""
+        from .batching import capture_neighbours, draw_neighbourhood
+
+        nets = {s: pair.side(s) for s in "ab"}
         drawn, plans = {"a": [], "b": []}, {}
         for i in window:
             for side in "ab":
@@ -134,7 +190,8 @@ class Positions:
                         drawn[side].append(d)
             if i in xs["b"]:
                 plans[i] = self._plan(samples[i], len(seqs["a"][i]), len(seqs["b"][i]), rng, i)
-        nbs = {s: dict(zip(plans, capture_neighbours(nets[s], drawn[s], self.batch_size))) for s in "ab"}
+        nbs = {s: dict(zip(plans, capture_neighbours(nets[s], drawn[s], self.batch_size, dtype=dtypes[s])))
+               for s in "ab"}
         for i in window:
             if i not in plans:
                 yield i, None
@@ -149,11 +206,8 @@ class Positions:
 
     def _plan(self, item, length_a: int, length_b: int, rng, i: int):
         """``(position map or None, aligned length, positions)`` of one input; the positions drawn from ``rng``."""
-        index = None
-        if callable(self.align):
-            index, length = self.mapped(item, length_a, length_b), length_b
-        else:
-            length = max(length_a, length_b) if self.align == "pad" else min(length_a, length_b)
+        index = self.mapped(item, length_a, length_b) if callable(self.align) else None
+        length = self._aligned_length(length_a, length_b)
         return index, length, select_positions(length, self.positions, rng, f"sample {i} (aligned length {length})")
 
     # -- evaluation ----------------------------------------------------------------------
