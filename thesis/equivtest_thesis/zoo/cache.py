@@ -62,6 +62,21 @@ def cached_network(
     return model, summary
 
 
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of a network's weights: names, dtypes, shapes and bytes.
+
+    Two networks with one fingerprint compute the same numbers. Training is seeded and runs
+    on one thread, so one machine always trains the same weights; another CPU may not: its
+    math library picks other SIMD kernels (AVX2 against AVX-512), whose sums round
+    differently, and the difference grows over the training steps."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @contextmanager
 def training_lock(name: str):
     """One process at a time inside (per ``name``): pytest-xdist runs suites that share a
