@@ -231,6 +231,7 @@ class Shared:
     stitched: bool
     null_repeats: int
     device: str | None = None  # the rigid and affine maps' torch device (None: numpy)
+    templates: tuple = ()  # the rungs as maps (a map instance given keeps its parameters); rungs: their names
 
 
 def cell_pair(pair, layer_a, layer_b):
@@ -277,7 +278,8 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
                                  {"a->b": b[held], "b->a": a[held]}, shared)
     if len(_CONTROLS) > _MAX_CONTROLS:
         _CONTROLS.clear()
-    verdict = decide(a, b, groups, rungs=shared.rungs, thresholds=shared.thresholds, heldout=shared.heldout,
+    verdict = decide(a, b, groups, rungs=shared.templates or shared.rungs, thresholds=shared.thresholds,
+                     heldout=shared.heldout,
                      seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS,
                      device=shared.device)
     try:
@@ -338,16 +340,16 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     ``engine``: where the cells run (:func:`equivtest.distributed.executor_for`).
     ``progress(stage, done, total)``: called as the captures and the fits advance.
     ``device``: a torch device ("cpu", "cuda") on which the rigid and affine maps of every
-    cell compute (``None``: numpy); checked before any capture. The ladder is given by rung
-    names here (a map instance in ``rungs`` counts by its name only), so this is the way
-    to put the maps on a device.
+    cell compute (``None``: numpy; a map instance in ``rungs`` keeps its own device unless
+    this one is given); checked before any capture.
     """
     from .distributed import executor_for
     from .maps import make_rung
     from .verdict import _thresholds, split_by_input
 
     pair = _as_pair(pair_or_networks)
-    rungs = tuple(make_rung(r).name for r in (SWEEP_LADDER if rungs is None else rungs))
+    templates = tuple(make_rung(r) for r in (SWEEP_LADDER if rungs is None else rungs))  # instances keep their parameters
+    rungs = tuple(t.name for t in templates)
     if up_to not in rungs:
         raise EquivtestError(f"up_to={up_to!r} is not on the sweep's ladder {list(rungs)}")
     limits = _thresholds(thresholds, rungs)
@@ -366,7 +368,7 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
         report = None if progress is None else (lambda done, total, side=side: progress(f"capture {side}", done, total))
         captures[side] = capture_side(pair.side(side), inputs, layers, report)
     shared = Shared(pair, inputs, captures, tuple(layers_a), tuple(layers_b), rungs, thresholds, heldout, seed,
-                    stitched, null_repeats, device)
+                    stitched, null_repeats, device, templates)
     items = ([(k, k) for k in range(len(layers_a))] if mode == "diagonal"
              else [(i, j) for i in range(len(layers_a)) for j in range(len(layers_b))])
     report = None if progress is None else (lambda done, total: progress("fit", done, total))

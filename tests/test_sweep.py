@@ -122,6 +122,20 @@ def test_diagonal_sweep_names_the_first_layer_that_breaks(diagonal):
     assert not np.isnan(diagonal.cell("3").direction("a->b").stitched)
 
 
+def test_a_map_instance_in_the_ladder_keeps_its_parameters(diagonal):
+    # layer 2 is an affine change: the cross-validated affine map carries it; one with a
+    # penalty of 1e6 (in units of X^T X's mean eigenvalue) shrinks the map towards the mean
+    from equivtest.maps import Affine
+
+    net = mlp()
+    penalised = sweep(equivtest.NetworkPair(net, changed_at_layer_2(net), "0", "0"), inputs(),
+                      layers_a=["2"], layers_b=["2"], rungs=["identity", Affine(alpha=1e6)], up_to="affine",
+                      stitched=False)
+    assert penalised.rungs == ("identity", "affine")
+    assert diagonal.cell("2").direction("a->b").rel_error < 1e-3
+    assert penalised.cell("2").direction("a->b").rel_error > 0.5
+
+
 def test_assert_equivalent_lists_the_failing_layers(diagonal):
     diagonal.assert_equivalent(up_to="affine", through="2")
     with pytest.raises(equivtest.NotEquivalentError) as caught:
