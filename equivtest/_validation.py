@@ -23,12 +23,17 @@ def rows_fix(kind: str) -> str:
             "inputs (an overflow that turns into NaN, e.g. in float16: run it in float32)")
 
 
-def as_finite_float64(array, name: str, ndim: int | None = None, *, fix=FIT_FIX) -> np.ndarray:
+def as_finite_float64(array, name: str, ndim: int | None = None, *, fix=FIT_FIX,
+                      keep_float32: bool = False) -> np.ndarray:
     """Return ``array`` as a float64 ndarray, refusing NaN/inf and wrong ranks.
 
     ``fix`` ends the message about non-finite values: the remedy where the check runs, or a
-    function of the kind found first (``"NaN"`` or ``"inf"``) that gives it."""
-    out = np.asarray(array, dtype=np.float64)
+    function of the kind found first (``"NaN"`` or ``"inf"``) that gives it.
+    ``keep_float32``: a float32 array is checked and returned as it is, for a caller that
+    converts it a block at a time (every float32 value is a float64 value, so nothing changes
+    but the memory and the pass a whole conversion costs)."""
+    keep = keep_float32 and getattr(array, "dtype", None) == np.float32
+    out = np.asarray(array) if keep else np.asarray(array, dtype=np.float64)
     if ndim is not None and out.ndim != ndim:
         raise ActivationError(
             f"{name} must have {ndim} dimensions, got shape {out.shape}; "

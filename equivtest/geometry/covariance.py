@@ -14,9 +14,9 @@ from ._tensors import as_tensor
 DEFAULT_RCOND = 1e-6
 
 
-def _neighbourhoods(neighbourhood_activations) -> np.ndarray:
-    """The ``(n, M, F)`` activations as finite float64, refused when ``M < 2``."""
-    nb = as_finite_float64(neighbourhood_activations, "neighbourhood activations", ndim=3)
+def _neighbourhoods(neighbourhood_activations, keep_float32: bool = False) -> np.ndarray:
+    """The ``(n, M, F)`` activations as finite float64 (or float32 kept, when asked and given), refused when ``M < 2``."""
+    nb = as_finite_float64(neighbourhood_activations, "neighbourhood activations", ndim=3, keep_float32=keep_float32)
     if nb.shape[1] < 2:
         raise FitConfigError(
             f"neighbourhoods have {nb.shape[1]} point each; a covariance needs at least 2 "
@@ -136,7 +136,7 @@ def pseudo_inverses(factors: np.ndarray) -> np.ndarray:
     return np.matmul(factors, factors.transpose(0, 2, 1))
 
 
-def neighbourhood_spectra(neighbourhood_activations, device=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def neighbourhood_spectra(neighbourhood_activations, device=None, out=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The nonzero part of each neighbourhood covariance's spectrum, without forming it where ``F >= M``.
 
     Returns ``evals`` ``(n, K)`` (ascending), ``evecs`` ``(n, F, K)`` (orthonormal columns)
@@ -156,28 +156,38 @@ def neighbourhood_spectra(neighbourhood_activations, device=None) -> tuple[np.nd
     too slow for the widths this path is for.
 
     ``device``: a torch device on which to compute (``None``: the CPU, in threads).
+    ``out``: an ``(n, F, K)`` float64 array to write the eigenvectors into (returned as ``evecs``).
     """
-    nb = _neighbourhoods(neighbourhood_activations)
+    return _spectra(_neighbourhoods(neighbourhood_activations, keep_float32=True), device, out)
+
+
+def _spectra(nb: np.ndarray, device, out) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbourhood_spectra` of checked activations (float32 kept: the Gram route converts per block)."""
     n, m, f = nb.shape
     dev = torch.device("cpu" if device is None else device)
     if f < m and dev.type == "cpu":
         cov = neighbourhood_covariances(nb)
         evals, evecs = _batched_eigh(cov)
+        if out is not None:
+            np.copyto(out, evecs)
+            evecs = out
         return evals, evecs, np.trace(cov, axis1=1, axis2=2) / f
-    return _gram_spectra(nb, dev)
+    return _gram_spectra(nb, dev, out)
 
 
-def _gram_spectra(nb: np.ndarray, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``neighbourhood_spectra`` in torch on ``dev``, from the smaller Gram matrix of each neighbourhood."""
+def _gram_spectra(nb: np.ndarray, dev: torch.device, out=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``neighbourhood_spectra`` in torch on ``dev``, from the smaller Gram matrix of each neighbourhood
+    (the eigenvectors written into ``out``, an ``(n, F, K)`` array, when given)."""
     n, m, f = nb.shape
     k = min(m - 1, f)
-    evals, evecs, variances = np.empty((n, k)), np.empty((n, f, k)), np.empty(n)
+    evals, variances = np.empty((n, k)), np.empty(n)
+    evecs = np.empty((n, f, k)) if out is None else out
     tiny = np.finfo(np.float64).tiny
 
     def rows(first: int, last: int, block: int) -> None:
         for start in range(first, last, block):
             stop = min(last, start + block)
-            x = _centred(as_tensor(nb[start:stop], device=dev))
+            x = _centred(as_tensor(nb[start:stop], device=dev).to(torch.float64))  # float32 rows: exact
             if f < m:
                 values, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
             else:
@@ -243,17 +253,24 @@ def neighbourhood_precision_factors(
     # Each chunk's kept eigenvectors go, compact, into one buffer sized for the widest
     # possible factors; its pages are faulted in only as they are written (an untouched
     # np.empty allocation is not resident), so it holds about N F r values, not N F K.
+    # Each chunk's eigenvectors are written where its compact part begins (room for all K
+    # columns is left there: every earlier part took at most K per row), then compacted in place
+    # to the kept width (nothing moves where every column is kept, the usual case).
     buffer, used, parts, variances = None, 0, [], []
     for start in range(0, n, int(chunk)):
-        evals, evecs, variance = neighbourhood_spectra(neighbourhood_activations[start : start + int(chunk)], device)
+        part = _neighbourhoods(neighbourhood_activations[start : start + int(chunk)], keep_float32=True)
+        rows, m, f = part.shape
+        widest = min(m - 1, f)  # K: the most columns a neighbourhood's spectrum has
+        if buffer is None:
+            buffer = np.empty(n * f * widest) if allocate is None else allocate(n * f * widest)
+        room = buffer[used : used + rows * f * widest].reshape(rows, f, widest)
+        evals, evecs, variance = _spectra(part, device, room)
         keep = _kept(evals, rcond, first_sample=start)
         width = int(keep.sum(axis=1).max())
-        if buffer is None:
-            f, widest = evecs.shape[1], evecs.shape[2]
-            buffer = np.empty(n * f * widest) if allocate is None else allocate(n * f * widest)
-        size = evecs.size // evecs.shape[2] * width
-        np.copyto(buffer[used : used + size].reshape(len(evecs), f, width), evecs[:, :, -width:])
-        drop_pages(buffer[used : used + size])  # a buffer in a file (a memory budget): not kept resident
+        size = rows * f * width
+        if width < widest:  # overlapping copy: NumPy copies through a buffer where views overlap
+            np.copyto(buffer[used : used + size].reshape(rows, f, width), room[:, :, -width:])
+        drop_pages(buffer[used : used + rows * f * widest])  # a buffer in a file (a memory budget): not kept resident
         parts.append((start, len(evecs), width, used, evals[:, -width:], keep[:, -width:]))
         variances.append(variance)
         used += size
