@@ -43,14 +43,12 @@ def ladder_verdict(pair: NetworkPair, inputs, *, rungs: Sequence | None = None, 
     captured by the caller instead, ``(NA, NB)`` or a :class:`~equivtest.verdict.NeighbourhoodRows`.
     """
     from .maps import LADDER, make_rung
+    from .maps._xp import check_device
     from .verdict import decide, split_by_input
 
     if not isinstance(pair, NetworkPair):
         raise TypeError(f"verdict needs a NetworkPair, got {type(pair).__name__}")
-    if device is not None:
-        from .maps._xp import check_device
-
-        check_device(device)
+    check_device(device)  # before any capture or fit
     templates = [make_rung(r, device) for r in (LADDER if rungs is None else rungs)]
     pairing = pair.pairing
     if stage:

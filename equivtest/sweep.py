@@ -224,14 +224,12 @@ class Shared:
     captures: dict  # side -> Captures
     layers_a: tuple
     layers_b: tuple
-    rungs: tuple
+    rungs: tuple  # the ladder's maps (templates: a map instance given keeps its parameters, the device set)
     thresholds: Any
     heldout: float
     seed: int
     stitched: bool
     null_repeats: int
-    device: str | None = None  # the rigid and affine maps' torch device (None: numpy)
-    templates: tuple = ()  # the rungs as maps (a map instance given keeps its parameters); rungs: their names
 
 
 def cell_pair(pair, layer_a, layer_b):
@@ -278,10 +276,8 @@ def run_cell(shared: Shared, item: tuple[int, int]) -> dict:
                                  {"a->b": b[held], "b->a": a[held]}, shared)
     if len(_CONTROLS) > _MAX_CONTROLS:
         _CONTROLS.clear()
-    verdict = decide(a, b, groups, rungs=shared.templates or shared.rungs, thresholds=shared.thresholds,
-                     heldout=shared.heldout,
-                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS,
-                     device=shared.device)
+    verdict = decide(a, b, groups, rungs=shared.rungs, thresholds=shared.thresholds, heldout=shared.heldout,
+                     seed=shared.seed, null_repeats=shared.null_repeats, stitch=callback, controls=_CONTROLS)
     try:
         cka = LinearCKA().fit(a, b).score_
     except EquivtestError:  # a constant layer: CKA is undefined
@@ -298,7 +294,8 @@ def _where_needed(stitch, targets: dict, shared: Shared):
     from .maps import relative_error
     from .verdict import _thresholds
 
-    limits, last = _thresholds(shared.thresholds, shared.rungs), shared.rungs[-1]
+    names = tuple(t.name for t in shared.rungs)
+    limits, last = _thresholds(shared.thresholds, names), names[-1]
 
     def needed(direction: str, rung: str, predicted: np.ndarray) -> float:
         if rung != last and not relative_error(predicted, targets[direction]) <= limits[rung].max_rel_error:
@@ -345,18 +342,16 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     """
     from .distributed import executor_for
     from .maps import make_rung
+    from .maps._xp import check_device
     from .verdict import _thresholds, split_by_input
 
     pair = _as_pair(pair_or_networks)
-    templates = tuple(make_rung(r) for r in (SWEEP_LADDER if rungs is None else rungs))  # instances keep their parameters
+    templates = tuple(make_rung(r, device) for r in (SWEEP_LADDER if rungs is None else rungs))  # instances keep their parameters
     rungs = tuple(t.name for t in templates)
     if up_to not in rungs:
         raise EquivtestError(f"up_to={up_to!r} is not on the sweep's ladder {list(rungs)}")
     limits = _thresholds(thresholds, rungs)
-    if device is not None:
-        from .maps._xp import check_device
-
-        check_device(device)
+    check_device(device)  # before any capture
     executor = executor_for(engine)
     inputs = _checked_inputs(pair, inputs)
     split_by_input(np.arange(len(inputs)), heldout=heldout, seed=seed)  # enough inputs: refused before any capture
@@ -367,8 +362,8 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     for side, layers in (("a", layers_a), ("b", layers_b)):
         report = None if progress is None else (lambda done, total, side=side: progress(f"capture {side}", done, total))
         captures[side] = capture_side(pair.side(side), inputs, layers, report)
-    shared = Shared(pair, inputs, captures, tuple(layers_a), tuple(layers_b), rungs, thresholds, heldout, seed,
-                    stitched, null_repeats, device, templates)
+    shared = Shared(pair, inputs, captures, tuple(layers_a), tuple(layers_b), templates, thresholds, heldout, seed,
+                    stitched, null_repeats)
     items = ([(k, k) for k in range(len(layers_a))] if mode == "diagonal"
              else [(i, j) for i in range(len(layers_a)) for j in range(len(layers_b))])
     report = None if progress is None else (lambda done, total: progress("fit", done, total))

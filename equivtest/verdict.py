@@ -37,6 +37,7 @@ import numpy as np
 from .errors import EquivtestError, FitConfigError
 from .maps import LADDER, Rung, make_rung, relative_error
 from .maps._base import check_groups, check_rows
+from .maps._xp import check_device
 
 DIRECTIONS = ("a->b", "b->a")
 LABELS = {"identity": "the identity", "permutation": "a permutation", "orthogonal": "an orthogonal map",
@@ -249,10 +250,7 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
     diffusion rungs compute in numpy whatever it is. Checked before any fit.
     """
     x, y, g = check_rows(a, b, groups)
-    if device is not None:
-        from .maps._xp import check_device
-
-        check_device(device)
+    check_device(device)  # before any capture or fit
     templates = [make_rung(r, device) for r in rungs]
     names = tuple(t.name for t in templates)
     if len(set(names)) != len(names):

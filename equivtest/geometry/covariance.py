@@ -251,11 +251,11 @@ def neighbourhood_precision_factors(
     if shape is not None and len(shape) == 3:
         chunk = max(1, min(int(chunk), CHUNK_BYTES // (8 * int(shape[1]) * int(shape[2]) or 1)))
     # Each chunk's kept eigenvectors go, compact, into one buffer sized for the widest
-    # possible factors; its pages are faulted in only as they are written (an untouched
-    # np.empty allocation is not resident), so it holds about N F r values, not N F K.
-    # Each chunk's eigenvectors are written where its compact part begins (room for all K
-    # columns is left there: every earlier part took at most K per row), then compacted in place
-    # to the kept width (nothing moves where every column is kept, the usual case).
+    # possible factors: written where the chunk's part begins (room for all K columns is left
+    # there, as every earlier part took at most K per row), then compacted in place to the kept
+    # width (nothing moves where every column is kept, the usual case). Its pages are faulted
+    # in only as they are written (an untouched np.empty allocation is not resident), so it
+    # holds about N F r values, not N F K.
     buffer, used, parts, variances = None, 0, [], []
     for start in range(0, n, int(chunk)):
         part = _neighbourhoods(neighbourhood_activations[start : start + int(chunk)], keep_float32=True)

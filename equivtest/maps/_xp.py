@@ -135,7 +135,10 @@ def ops_for(device, fix: str = FIX) -> NumpyOps | TorchOps:
 
 
 def check_device(device, fix: str = FIX):
-    """``device`` as a ``torch.device`` that torch can use here, or a :class:`FitConfigError` ending in ``fix``."""
+    """``device`` as a ``torch.device`` that torch can use here, or a :class:`FitConfigError` ending in ``fix``
+    (``None``, numpy's path, passes as ``None``)."""
+    if device is None:
+        return None
     if not isinstance(device, str) or not device:
         raise FitConfigError(f"device must be None (numpy) or a torch device name such as 'cpu' or 'cuda', "
                              f"got {device!r}")
