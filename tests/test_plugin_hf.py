@@ -19,6 +19,11 @@ from tests.test_plugin import output_of, project, run  # noqa: F401  (the shared
 
 pytest_plugins = ["pytester"]
 transformers = pytest.importorskip("transformers")
+try:  # transformers 5.25 kernelizes every model it loads (package kernels): imported before pytester's
+    # snapshot too, or the second in-process run imports kernels again and its Mode flags stop comparing
+    import transformers.integrations.hub_kernels  # noqa: F401
+except ImportError:  # an older transformers
+    pass
 
 WORDS = "the a film movie is was good bad great awful funny boring story actors plot not very and but".split()
 
