@@ -20,9 +20,15 @@ SCHEMA_VERSION = 1
 
 
 def library_versions() -> dict:
-    import datafold
+    from importlib.metadata import PackageNotFoundError, version
+
     import scipy
     import torch
+
+    try:  # read from its metadata: importing datafold costs a second and it may be absent
+        datafold = version("datafold")
+    except PackageNotFoundError:
+        datafold = "not installed"
 
     from . import __version__
 
@@ -32,7 +38,7 @@ def library_versions() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "datafold": datafold.__version__,
+        "datafold": datafold,
     }
 
 

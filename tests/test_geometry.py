@@ -493,13 +493,14 @@ def test_eigensolver_non_convergence_gives_a_clear_error(monkeypatch):
     ARPACK call gives up. The raw ARPACK error becomes a FitConfigError naming the fixes."""
     import scipy.sparse.linalg
 
+    import equivtest.geometry._datafold as datafold_part
     import equivtest.geometry.dmaps as dmaps
     from equivtest.errors import FitConfigError
 
     def no_convergence(self, X, **kwargs):
         raise scipy.sparse.linalg.ArpackNoConvergence("ARPACK error -1: No convergence", None, None)
 
-    monkeypatch.setattr(dmaps.DiffusionMaps, "fit", no_convergence)
+    monkeypatch.setattr(datafold_part.DiffusionMaps, "fit", no_convergence)
     x, nb = tanh_layer(0, 30, 20, delta=0.05)
     factors = precision_factors(neighbourhood_covariances(nb))
     with pytest.raises(FitConfigError, match="did not converge for 30 samples.*Raise epsilon"):
@@ -608,3 +609,33 @@ def test_a_given_epsilon_with_fewer_stored_neighbours_than_epsilon_k_still_fits(
     assert dc.nearest.shape == (80, 6)
     with pytest.raises(FitConfigError, match="epsilon_k=10 needs"):
         diffusion_coordinates(x, factors, 4, epsilon="median", epsilon_k=10, k_neighbours=6)
+
+
+def test_the_geometry_works_without_datafold_and_the_diffusion_maps_name_it():
+    """datafold (with pandas and scikit-learn) loads when a diffusion map is fitted, not with the
+    geometry: factors and distances work where it cannot be imported, and a diffusion map's
+    fit there says what to install."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["datafold"] = None  # as if not installed: importing it raises ImportError
+        import numpy as np
+        from equivtest.geometry import diffusion_coordinates, mahalanobis_sq_dense
+        from equivtest.geometry.covariance import neighbourhood_precision_factors
+        rng = np.random.default_rng(0)
+        nb = rng.normal(size=(12, 8, 5))
+        d2 = mahalanobis_sq_dense(nb[:, 0], neighbourhood_precision_factors(nb))
+        assert d2.shape == (12, 12) and np.isfinite(d2).all()
+        try:
+            diffusion_coordinates(nb[:, 0], neighbourhood_precision_factors(nb), 3)
+        except ImportError as error:
+            print(error)
+        else:
+            raise SystemExit("a diffusion map was fitted without datafold")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "run through datafold" in done.stdout and "pip install datafold==2.0.2" in done.stdout

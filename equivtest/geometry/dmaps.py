@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -12,73 +11,20 @@ import scipy.sparse.linalg
 
 from .._validation import as_finite_float64
 from ..errors import FitConfigError
-from .kernel import (
-    check_epsilon_k,
-    fewest_neighbours,
-    gaussian_kernel,
-    mahalanobis_sq_dense,
-    mahalanobis_sq_knn,
-    median_epsilon,
-    nearest_samples,
-)
-
-with warnings.catch_warnings():
-    # datafold imports pandas/sklearn pieces that warn on import; not ours to fix.
-    warnings.simplefilter("ignore")
-    from datafold.dynfold import DiffusionMaps
-    from datafold.pcfold.kernels import PCManifoldKernel
+from .kernel import check_epsilon_k, fewest_neighbours, median_epsilon, nearest_samples
 
 
-class MahalanobisDmapKernel(PCManifoldKernel):
-    """datafold kernel: ``exp(-d2 / epsilon)`` over Mahalanobis squared distances.
+def __getattr__(name: str):
+    """``MahalanobisDmapKernel`` is a datafold kernel: importing it imports datafold (about a
+    second, with pandas and scikit-learn), so it loads on first use, and the rest of the
+    geometry (factors, distances) works where datafold is not installed."""
+    if name == "MahalanobisDmapKernel":
+        from ._datafold import MahalanobisDmapKernel
 
-    The precision factors of the samples' neighbourhoods are given up front, so the
-    kernel is only defined on the samples it was built for (``Y`` must be ``None``):
-    new points reach diffusion space through the RBF interpolation instead.
-    """
-
-    def __init__(self, factors: np.ndarray, epsilon: float, k_neighbours: int | None = None, device: str | None = None):
-        self.factors = factors
-        self.epsilon = epsilon
-        self.k_neighbours = k_neighbours
-        self.device = device
-        super().__init__(is_symmetric=True)
-
-    def __deepcopy__(self, memo):
-        """A copy that shares the precision factors (and precomputed distances): they are
-        the fit's inputs, only ever read, and can be gigabytes (N F r float64 values), while
-        datafold deep-copies its kernel in every fit, which doubled a fit's peak memory."""
-        twin = copy.copy(self)
-        memo[id(self)] = twin
-        for name, value in vars(self).items():
-            if name not in _SHARED:
-                setattr(twin, name, copy.deepcopy(value, memo))
-        return twin
-
-    def squared_distances(self, X):
-        if self.k_neighbours is None:
-            return mahalanobis_sq_dense(X, self.factors, self.device)
-        return mahalanobis_sq_knn(X, self.factors, self.k_neighbours)
-
-    def __call__(self, X, Y=None, **kernel_kwargs):
-        if Y is not None:
-            raise NotImplementedError(
-                "the Mahalanobis kernel has no out-of-sample form (new points have no "
-                "neighbourhood covariance); map new points with the fitted RBF interpolation"
-            )
-        return self.evaluate(self.squared_distances(np.asarray(X)))
-
-    def evaluate(self, distance_matrix):
-        kernel = gaussian_kernel(distance_matrix, self.epsilon)
-        if not scipy.sparse.issparse(kernel) and kernel.shape[0] >= SPARSE_FROM:
-            # Entries below 1e-16 (the diagonal is 1) do not change the eigenpairs in
-            # double precision, and without them datafold's shift-invert eigensolver
-            # factorises a sparse matrix instead of a dense one.
-            kernel = scipy.sparse.csr_matrix(np.where(kernel >= DROP_BELOW, kernel, 0.0))
-        return kernel
+        return MahalanobisDmapKernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_SHARED = ("factors", "_d2")  # read-only inputs a copy of the kernel shares (see __deepcopy__)
 SPARSE_FROM = 2000  # samples; below this a dense eigensolve is fast anyway
 DROP_BELOW = 1e-16
 
@@ -121,6 +67,8 @@ def diffusion_coordinates(
             f"{n} samples cannot give {n_eigenvectors} diffusion-map eigenvectors; "
             f"use more than {n_eigenvectors} samples or ask for at most {n - 1} eigenvectors"
         )
+    from ._datafold import DiffusionMaps, MahalanobisDmapKernel, PrecomputedDistances
+
     kernel = MahalanobisDmapKernel(factors, 1.0, k_neighbours, device)
     d2 = kernel.squared_distances(x)
     median = isinstance(epsilon, str)
@@ -136,7 +84,7 @@ def diffusion_coordinates(
     nearest, nearest_d2 = nearest_samples(d2, k_nearest) if k_nearest >= 1 else (None, None)
     eps = median_epsilon(nearest_d2[:, -1]) if median else float(epsilon)
     kernel.epsilon = eps
-    dmap = DiffusionMaps(kernel=_PrecomputedDistances(kernel, d2), n_eigenpairs=int(n_eigenvectors))
+    dmap = DiffusionMaps(kernel=PrecomputedDistances(kernel, d2), n_eigenpairs=int(n_eigenvectors))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=scipy.sparse.SparseEfficiencyWarning)
         try:
@@ -155,14 +103,3 @@ def diffusion_coordinates(
     # Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
     return DiffusionCoordinates(vectors * signs, values, eps, nearest)
-
-
-class _PrecomputedDistances(MahalanobisDmapKernel):
-    """The same kernel, reusing distances already computed to estimate epsilon."""
-
-    def __init__(self, kernel: MahalanobisDmapKernel, d2):
-        super().__init__(kernel.factors, kernel.epsilon, kernel.k_neighbours, kernel.device)
-        self._d2 = d2
-
-    def squared_distances(self, X):
-        return self._d2
