@@ -212,6 +212,15 @@ def row_dtype(model: nn.Module) -> np.dtype:
     return np.dtype(np.float64) if model_dtype(model) == torch.float64 else np.dtype(np.float32)
 
 
+def torch_row_dtype(model: nn.Module, dtype=None) -> torch.dtype:
+    """The torch dtype of captured rows: ``dtype`` (float32 or float64) if given, else
+    :func:`row_dtype` of ``model``."""
+    chosen = row_dtype(model) if dtype is None else np.dtype(dtype)
+    if chosen not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise EquivtestError(f"rows are captured as float32 or float64, got dtype={dtype!r}")
+    return torch.float64 if chosen == np.float64 else torch.float32
+
+
 def layer_widths(model: nn.Module, example_input, up_to: str) -> list[tuple[str, int]]:
     """Width (features per sample) of every leaf module's output up to ``up_to``, in run order.
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from .capture import (
     as_model_input, capture, capture_neighbourhoods, eval_mode, layer_widths, model_device, model_dtype, resolve_layer,
+    torch_row_dtype,
 )
 from .errors import ActivationError, EquivtestError
 from .layers import LayerSpec
@@ -229,12 +230,17 @@ class TorchNetwork:
         """The same network read at another ``layer`` (the module is shared, not copied)."""
         return dataclasses.replace(self, layer=LayerSpec.of(layer))
 
-    def capture_layers(self, inputs, layers) -> tuple[dict, dict, np.ndarray]:
+    def capture_layers(self, inputs, layers, *, dtype=None) -> tuple[dict, dict, np.ndarray]:
         """Every layer in ``layers`` (paths or :class:`LayerSpec`) from one forward pass per batch:
-        ``(rows, groups, outputs)``, ``rows[path]`` float64 as :meth:`rows` gives them, ``groups[path]``
-        the input of each row, ``outputs`` the network's own outputs (as :meth:`run` gives them)."""
+        ``(rows, groups, outputs)``, ``rows[path]`` as :meth:`rows` gives them, ``groups[path]``
+        the input of each row, ``outputs`` the network's own outputs (as :meth:`run` gives them).
+
+        The rows keep the network's precision (:func:`~equivtest.capture.row_dtype`: float32
+        for a float32, float16 or bfloat16 network, float64 for a float64 one), half the
+        memory of float64 rows with the same values; ``dtype`` (``np.float64``) asks for that instead."""
         specs = [LayerSpec.of(layer) for layer in layers]
-        watched = {s.path: (resolve_layer(self.module, s.path), lambda out, s=s: s.to_rows(out).detach().to("cpu", torch.float64))
+        to = torch_row_dtype(self.module, dtype)
+        watched = {s.path: (resolve_layer(self.module, s.path), lambda out, s=s: s.to_rows(out).detach().to("cpu", to))
                    for s in specs}
         n_passes = -(-len(inputs) // self.batch_size)
         with recording(watched) as kept:

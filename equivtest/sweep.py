@@ -245,7 +245,10 @@ def _test_rows(shared: Shared, path_a: str, path_b: str):
 
     ca, cb = shared.captures["a"], shared.captures["b"]
     extra = {"raw": {"a": list(shared.inputs), "b": list(shared.inputs)}} if shared.pair.kind == "hf" else {}
-    return TestRows(shared.inputs, {"a": ca.rows[path_a], "b": cb.rows[path_b]},
+    # the captures keep the networks' precision (float32: half the memory); a cell works on its
+    # two layers in float64, as the fit's rows are read, so every figure is the float64 rows' figure
+    as64 = lambda rows: np.asarray(rows, dtype=np.float64)  # noqa: E731
+    return TestRows(shared.inputs, {"a": as64(ca.rows[path_a]), "b": as64(cb.rows[path_b])},
                     {"a": ca.groups[path_a], "b": cb.groups[path_b]}, {"a": ca.outputs, "b": cb.outputs}, extra)
 
 

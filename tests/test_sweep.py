@@ -99,6 +99,37 @@ def test_an_audio_sweep_captures_every_layer_as_one_layer_captures():
         assert np.array_equal(rows[layer], np.concatenate(one))  # the same batches: the same rows
         assert np.array_equal(groups[layer], np.repeat(np.arange(len(waves)), [len(s) for s in one]))
     assert found == [0] * len(waves)  # a predict that cannot be batched: answered one input at a time
+    assert all(r.dtype == np.float32 for r in rows.values())  # the model's precision
+    rows64, _, _ = net.capture_layers(waves, blocks(net), dtype=np.float64)
+    assert all(r.dtype == np.float64 and np.array_equal(r, rows[k]) for k, r in rows64.items())
+
+
+def test_a_sweep_keeps_the_networks_precision_and_works_in_float64():
+    # float32 networks: captured rows in float32 (half the memory), the same values as float64 rows;
+    # a float64 network keeps float64 rows; the cells see float64 rows either way
+    from equivtest.networks import TorchNetwork
+    from equivtest.sweep import _test_rows, capture_side
+
+    def as_network(module, layer):
+        return TorchNetwork(module, layer)
+
+    net32, x = mlp().float(), inputs(60).astype(np.float32)
+    layers = [f"{k}" for k in range(5)]
+    captured = capture_side(as_network(net32, "0"), x, layers)
+    assert all(r.dtype == np.float32 for r in captured.rows.values())
+    rows64, _, _ = as_network(net32, "0").capture_layers(x, layers, dtype=np.float64)
+    assert all(np.array_equal(rows64[k], captured.rows[k]) for k in layers)
+    assert all(r.dtype == np.float64 for r in capture_side(as_network(mlp(), "0"), x, layers).rows.values())
+
+    class Shared:  # what _test_rows reads of a sweep's shared state
+        pair = equivtest.NetworkPair(net32, net32, "0", "0")
+        inputs, captures = x, {"a": captured, "b": captured}
+
+    test = _test_rows(Shared, "2", "4")
+    assert test.rows["a"].dtype == test.rows["b"].dtype == np.float64
+    assert np.array_equal(test.rows["a"], captured.rows["2"])
+    with pytest.raises(EquivtestError, match="float32 or float64"):
+        as_network(net32, "0").capture_layers(x, layers, dtype=np.float16)
 
 
 # -- the grid ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ...capture import eval_mode, model_device, model_dtype
+from ...capture import eval_mode, model_device, model_dtype, torch_row_dtype
 from ...errors import ActivationError, EquivtestError
 from .loading import StopForward, load_model, load_tokenizer, module_path, pick_output, put_output, resolve_module
 
@@ -255,11 +255,13 @@ class HFNetwork:
         """The same network read at another ``layer`` (model and tokenizer shared, not copied)."""
         return dataclasses.replace(self, layer=layer)
 
-    def capture_layers(self, inputs, layers: Sequence[str], batch_size: int = 32, *, padding: str = "auto"):
+    def capture_layers(self, inputs, layers: Sequence[str], batch_size: int = 32, *, padding: str = "auto",
+                       dtype=None):
         """Every layer in ``layers`` from one forward pass per batch: ``(rows, groups, answers)``.
 
         ``rows[layer]`` holds the selected features of every real position of every input
-        (float64, inputs in order), ``groups[layer]`` the input of each row, ``answers`` the
+        (inputs in order; in the model's precision, :func:`~equivtest.capture.row_dtype`:
+        float32 for a float32 model, unless ``dtype`` says otherwise), ``groups[layer]`` the input of each row, ``answers`` the
         network's answer per input from the same passes (as :func:`~.batching.answers` gives
         them). The batches are those of :func:`~.batching.capture_sequences` (length-sorted,
         padded with an attention mask, padding dropped); so each layer's rows equal those of
@@ -270,6 +272,7 @@ class HFNetwork:
         from .batching import answers as batched_answers
 
         mode = padding_mode(self, padding)
+        to = torch_row_dtype(self.model, dtype)
         xs = _encode_all(self, inputs, "inputs")
         passes = [_Pass(i, _model_inputs(self, x[None])[0]) for i, x in enumerate(xs)]
         modules = {layer: resolve_module(self.model, layer, "layer") for layer in layers}
@@ -277,7 +280,7 @@ class HFNetwork:
         found = [None] * len(passes)
         batchable = _batchable(self)
         for batch, group in _batches(self, passes, batch_size, mode):
-            watched = {layer: (module, lambda out, layer=layer: self._layer_rows(out, layer, batch))
+            watched = {layer: (module, lambda out, layer=layer: self._layer_rows(out, layer, batch).to(to))
                        for layer, module in modules.items()}
             with recording(watched) as kept, eval_mode(self.model), torch.no_grad():
                 out = self.model(**batch.kwargs)
@@ -290,7 +293,7 @@ class HFNetwork:
                     found[group[b]] = answer
         if not batchable:  # answers decoded one input at a time (e.g. an encoder-decoder's generation)
             found = batched_answers(self, inputs, batch_size=batch_size, padding=padding)
-        rows = {layer: np.concatenate(seqs).astype(np.float64) for layer, seqs in per_input.items()}
+        rows = {layer: np.concatenate(seqs) for layer, seqs in per_input.items()}
         groups = {layer: np.repeat(np.arange(len(xs)), [len(s) for s in seqs]) for layer, seqs in per_input.items()}
         return rows, groups, found
 
