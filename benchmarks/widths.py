@@ -21,6 +21,11 @@ is its own:
   squared distances ``mahalanobis_sq_dense`` on those factors (the same work for
   both paths: both give factors of width r = M - 1 here).
 
+With ``--device D`` the low-rank path also runs with ``device=D`` (a torch device: the
+factors' eigendecompositions and the distances' products there), in its own child, and a
+second table gives CPU seconds / device seconds and how far the device's precision
+matrices (as ``V^T L L^T V`` on 8 random probe vectors) and distances lie from the CPU's. ``--no-dense`` skips the dense path.
+
 Prints a markdown table and writes JSON (default ``reports/widths.json``).
 """
 
@@ -120,14 +125,33 @@ def child(args) -> dict:
         result.update(rows=rows, chunk=chunk, measured_s=seconds, factors_s=seconds * n / rows,
                       rank=int(factors.shape[2]), peak_gib=peak_gib(), extrapolated=rows < n)
         return result
-    neighbourhood_precision_factors(nb[:2])  # first calls load LAPACK; not timed
+    device = args.device if args.child == "lowrank-device" else None
+    neighbourhood_precision_factors(nb[:2], device=device)  # first calls load LAPACK / CUDA; not timed
     t0 = time.perf_counter()
-    factors = neighbourhood_precision_factors(nb)
+    factors = neighbourhood_precision_factors(nb, device=device)
     result.update(factors_s=time.perf_counter() - t0, rank=int(factors.shape[2]), factors_peak_gib=peak_gib())
     x = np.load(args.child_file + ".samples.npy")
+    mahalanobis_sq_dense(x[:2], factors[:2], device)  # warm-up, not timed
     t0 = time.perf_counter()
-    d2 = mahalanobis_sq_dense(x, factors)
+    d2 = mahalanobis_sq_dense(x, factors, device)
     result.update(distances_s=time.perf_counter() - t0, peak_gib=peak_gib(), d2_finite=bool(np.isfinite(d2).all()))
+    if device is not None:  # the same figures as the CPU's? (both results come back as numpy arrays)
+        cpu = neighbourhood_precision_factors(nb)
+        probes = np.random.default_rng(1).normal(size=(f, 8))  # V^T (L L^T) V: no F x F matrix formed
+
+        def quad(lf):
+            y = np.einsum("nfr,fk->nrk", lf, probes)
+            return np.einsum("nrk,nrl->nkl", y, y)
+
+        q_dev, q_cpu = quad(factors), quad(cpu)
+        result.update(device=device, max_rel_diff_precision=float(np.max(np.abs(q_dev - q_cpu)) / np.max(np.abs(q_cpu))),
+                      max_rel_diff_distances=float(np.max(np.abs(d2 - mahalanobis_sq_dense(x, cpu)))
+                                                   / np.max(np.abs(d2))))
+        if device.startswith("cuda"):
+            import torch
+
+            result.update(device_name=torch.cuda.get_device_name(0),
+                          device_peak_gib=torch.cuda.max_memory_allocated() / 2**30)
     return result
 
 
@@ -135,6 +159,8 @@ def run_child(kind: str, width: int, path: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--child-width", str(width), "--child-file", path,
            "--n", str(args.n), "--m", str(args.m), "--dense-budget-s", str(args.dense_budget_s),
            "--dense-chunk-gib", str(args.dense_chunk_gib), "--probe-rows", str(args.probe_rows)]
+    if args.device is not None:
+        cmd += ["--device", args.device]
     print(f"[{time.strftime('%H:%M:%S')}] F={width}: {kind}", file=sys.stderr, flush=True)
     # the child measures the checkout this script lives in, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -170,6 +196,23 @@ def table(results: list[dict], n: int, m: int) -> str:
     return "\n".join(lines) + f"\n\nN = {n} rows, M = {m} neighbours; peak = the child process's ru_maxrss."
 
 
+def device_table(results: list[dict], device: str) -> str:
+    lines = [f"| F | CPU factors s | {device} factors s | ratio | CPU distances s | {device} distances s | ratio "
+             "| ratio (both) | max rel. diff precision | distances | device peak GiB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lo, dv = r["lowrank"], r.get("lowrank_device", {"error": "not run"})
+        if "error" in lo or "error" in dv:
+            lines.append(f"| {r['width']} | failed: {lo.get('error') or dv.get('error')} |||||||||| ")
+            continue
+        both = (lo["factors_s"] + lo["distances_s"]) / (dv["factors_s"] + dv["distances_s"])
+        lines.append(f"| {r['width']} | {lo['factors_s']:.3g} | {dv['factors_s']:.3g} | "
+                     f"{lo['factors_s'] / dv['factors_s']:.1f}x | {lo['distances_s']:.3g} | {dv['distances_s']:.3g} | "
+                     f"{lo['distances_s'] / dv['distances_s']:.1f}x | {both:.1f}x | {dv['max_rel_diff_precision']:.1e} | "
+                     f"{dv['max_rel_diff_distances']:.1e} | {dv.get('device_peak_gib', float('nan')):.2f} |")
+    return "\n".join(lines) + "\n\nratio = CPU seconds / device seconds (above 1: the device is faster); both in one process each."
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--widths", default="96,384,768,1536,3072")
@@ -180,7 +223,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dense-chunk-gib", type=float, default=1.0)
     parser.add_argument("--probe-rows", type=int, default=4)
     parser.add_argument("--out", default="reports/widths.json")
-    parser.add_argument("--child", choices=["dense", "lowrank"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default=None,
+                        help="also run the low-rank path with device=D (a torch device) and compare it with the CPU's")
+    parser.add_argument("--no-dense", action="store_true", help="skip the dense path")
+    parser.add_argument("--child", choices=["dense", "lowrank", "lowrank-device"], help=argparse.SUPPRESS)
     parser.add_argument("--child-width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -194,10 +240,15 @@ def main(argv=None) -> int:
             path = str(Path(tmp) / f"nb{width}.f32")
             np.save(path + ".samples.npy", write_activations(Path(path), args.n, args.m, width))
             lowrank = run_child("lowrank", width, path, args)
-            dense = run_child("dense", width, path, args)
-            results.append({"width": width, "lowrank": lowrank, "dense": dense})
+            found = {"width": width, "lowrank": lowrank}
+            if args.device is not None:
+                found["lowrank_device"] = run_child("lowrank-device", width, path, args)
+            found["dense"] = {"error": "skipped (--no-dense)"} if args.no_dense else run_child("dense", width, path, args)
+            results.append(found)
             os.remove(path)
     text = table(results, args.n, args.m)
+    if args.device is not None:
+        text += "\n\n" + device_table(results, args.device)
     load = (load_before, os.getloadavg()[0])
     print(text)
     print(f"\nwall {time.perf_counter() - started:.0f} s; 1-minute load {load[0]:.1f} before, {load[1]:.1f} after; "

@@ -120,3 +120,18 @@ def test_widths_benchmark_measures_both_paths_and_writes_its_table(tmp_path, cap
     assert dense["rows"] == 12 and not dense["extrapolated"]
     assert low["d2_finite"] and low["peak_gib"] >= low["factors_peak_gib"] > 0
     assert "| 40 | 7 |" in capsys.readouterr().out
+
+
+def test_widths_benchmark_compares_a_device_with_the_cpu(tmp_path, capsys):
+    # --device runs the low-rank path again there (here the CPU through torch) and compares
+    widths = load_bench("widths")
+    out = tmp_path / "widths.json"
+    assert widths.main(["--widths", "40", "--n", "12", "--m", "8", "--device", "cpu", "--no-dense",
+                        "--out", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    device = result["lowrank_device"]
+    assert result["dense"] == {"error": "skipped (--no-dense)"}
+    assert device["device"] == "cpu" and device["rank"] == result["lowrank"]["rank"] == 7
+    assert device["max_rel_diff_precision"] < 1e-10 and device["max_rel_diff_distances"] < 1e-10
+    assert "| 40 | " in capsys.readouterr().out.split("ratio = CPU seconds")[0].split("| F | CPU factors s")[1]
+

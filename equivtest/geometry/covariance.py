@@ -191,7 +191,13 @@ def _gram_spectra(nb: np.ndarray, dev: torch.device, out=None) -> tuple[np.ndarr
             if f < m:
                 values, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
             else:
-                values, v = torch.linalg.eigh(x @ x.transpose(1, 2))
+                gram = x @ x.transpose(1, 2)
+                if dev.type == "cuda":
+                    # the M x M eigenproblems on the CPU (LAPACK): cuSOLVER took longer for them than the
+                    # whole CPU path (docs/performance.md, "On a GPU"); the products stay on the device
+                    values, v = (t.to(dev) for t in torch.linalg.eigh(gram.cpu()))
+                else:
+                    values, v = torch.linalg.eigh(gram)
                 values, v = values[:, -k:], v[:, :, -k:]  # the M-th is 0: centring removed it
                 # X^T v / s; rounding leaves 0 (or below) where s is 0: a zero column, never kept
                 inverse = torch.where(values > tiny, values.clamp(min=tiny).rsqrt(), 0.0)
