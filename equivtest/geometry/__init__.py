@@ -12,7 +12,6 @@ from .kernel import (
 )
 
 
-
 def __getattr__(name: str):
     if name == "MahalanobisDmapKernel":  # a datafold kernel: datafold loads on first use (see dmaps)
         from .dmaps import __getattr__ as lazy

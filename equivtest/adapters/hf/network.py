@@ -260,10 +260,10 @@ class HFNetwork:
         """Every layer in ``layers`` from one forward pass per batch: ``(rows, groups, answers)``.
 
         ``rows[layer]`` holds the selected features of every real position of every input
-        (inputs in order; in the model's precision, :func:`~equivtest.capture.row_dtype`:
-        float32 for a float32 model, unless ``dtype`` says otherwise), ``groups[layer]`` the input of each row, ``answers`` the
-        network's answer per input from the same passes (as :func:`~.batching.answers` gives
-        them). The batches are those of :func:`~.batching.capture_sequences` (length-sorted,
+        (inputs in order, in the model's precision, :func:`~equivtest.capture.row_dtype`:
+        float32 for a float32 model; ``dtype`` asks for another), ``groups[layer]`` the input
+        of each row, ``answers`` the network's answer per input from the same passes (as
+        :func:`~.batching.answers` gives them). The batches are those of :func:`~.batching.capture_sequences` (length-sorted,
         padded with an attention mask, padding dropped); so each layer's rows equal those of
         ``self.at(layer)``'s capture to float32 rounding.
         """
