@@ -22,9 +22,10 @@ is its own:
   both paths: both give factors of width r = M - 1 here).
 
 With ``--device D`` the low-rank path also runs with ``device=D`` (a torch device: the
-factors' eigendecompositions and the distances' products there), in its own child, and a
-second table gives CPU seconds / device seconds and how far the device's precision
-matrices (as ``V^T L L^T V`` on 8 random probe vectors) and distances lie from the CPU's. ``--no-dense`` skips the dense path.
+factors' products and the distances there; on CUDA the factors' M x M eigenproblems go
+to the CPU), in its own child, and a second table gives CPU seconds / device seconds and
+how far the device's precision matrices (as ``V^T L L^T V`` on 8 random probe vectors)
+and distances lie from the CPU's. ``--no-dense`` skips the dense path.
 
 Prints a markdown table and writes JSON (default ``reports/widths.json``).
 """
