@@ -30,9 +30,10 @@ nproc
 # 1. the tests that compare a CUDA result with the CPU one (they skip where there is no GPU); the stitching
 #    one fits diffusion maps (datafold), so it cannot run there
 step tests 120 $PY -m pytest -p no:cacheprovider -q -rs -k "cuda and not test_cuda_device_matches_cpu" \
-    tests/test_lowrank_geometry.py tests/test_maps_device.py tests/test_scale_and_device.py tests/test_stitch.py
+    tests/test_lowrank_geometry.py tests/test_maps_device.py tests/test_scale_and_device.py tests/test_stitch.py \
+    tests/test_hf_batching.py
 # 2. batched capture of 1,000 Pang-Lee sentences by MiniLM to layer 3, on the GPU
-$PY benchmarks/minilm_slice.py unpack .gpu/minilm /tmp/minilm4 >/dev/null 2>&1 || echo "unpack failed"
+[[ $STEPS == *" capture_"* ]] && { $PY benchmarks/minilm_slice.py unpack .gpu/minilm /tmp/minilm4 >/dev/null 2>&1 || echo "unpack failed"; }
 step capture_cuda 120 $PY benchmarks/batched_capture.py --device cuda --model-dir /tmp/minilm4 --repeats 3 \
     --out "$OUT/capture_cuda.json"
 # 3. the rigid maps: numpy (this machine's CPUs) against torch on the GPU

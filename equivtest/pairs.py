@@ -31,8 +31,8 @@ class NetworkPair:
     64 positions per input, trimmed to the shorter sequence). ``output_a``/``output_b``
     pick the network's output where ``forward`` returns a dict or a tuple.
     ``intrinsic_dim`` is the dimension d of the input manifold for the Whitney
-    criterion; ``None`` estimates it. ``device`` (e.g. ``"cuda"``) moves torch modules
-    there.
+    criterion; ``None`` estimates it. ``device`` (e.g. ``"cuda"``) moves both networks
+    there (torch modules and transformers models alike), in place.
     """
 
     a: Any
@@ -81,6 +81,8 @@ class NetworkPair:
             if not callable(getattr(self.pairing, attr, None)):
                 raise EquivtestError(f"pairing {self.pairing!r} has no {attr}(); use equivtest.pairing.Samples() "
                                      "or equivtest.adapters.hf.Positions(...)")
+        if self.device is not None:
+            self._move_to_device()
 
     def _torch_sides(self) -> None:
         from torch import nn
@@ -99,18 +101,20 @@ class NetworkPair:
             sides[side] = TorchNetwork(net, LayerSpec.of(layer), name=label, output=output)
         self._sides = sides
         self.layer_a, self.layer_b = sides["a"].layer, sides["b"].layer
-        if self.device is not None:
-            import torch
 
-            try:
-                device = torch.device(self.device)
-                self.a.to(device)
-                self.b.to(device)
-            except (RuntimeError, AssertionError) as exc:
-                raise EquivtestError(
-                    f"cannot move the networks to device {self.device!r} ({exc}); "
-                    "use a device torch can see, e.g. 'cpu' or 'cuda' with torch.cuda.is_available()"
-                ) from None
+    def _move_to_device(self) -> None:
+        """Both networks' modules (a torch module, a transformers model) to ``device``, in place."""
+        import torch
+
+        try:
+            device = torch.device(self.device)
+            for side in self._sides.values():
+                (side.module if isinstance(side, TorchNetwork) else side.model).to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise EquivtestError(
+                f"cannot move the networks to device {self.device!r} ({exc}); "
+                "use a device torch can see, e.g. 'cpu' or 'cuda' with torch.cuda.is_available()"
+            ) from None
 
     def side(self, side: str):
         """The :class:`~equivtest.networks.Network` of ``side`` ("a" or "b")."""

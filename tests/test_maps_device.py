@@ -221,6 +221,23 @@ def test_the_verdict_on_cuda_is_the_numpy_verdict():
     assert_same_verdict(found["cuda"], found[None])
 
 
+@CUDA
+def test_capture_and_stitching_on_cuda_give_the_cpu_verdict():
+    # the networks on the GPU too (NetworkPair(device="cuda")): capture, the stitched networks'
+    # agreement and the maps all there, against everything on the CPU
+    import copy
+
+    net, twin = permuted_pair(2)
+    x = np.random.default_rng(2).normal(size=(300, 16))
+    cpu = equivtest.NetworkPair(net, twin, "act2", "act2", task="classification")
+    gpu = equivtest.NetworkPair(copy.deepcopy(net), copy.deepcopy(twin), "act2", "act2", task="classification",
+                                device="cuda")
+    want = equivtest.ladder_verdict(cpu, x, rungs=SWEEP_LADDER, stop_at_pass=False)
+    got = equivtest.ladder_verdict(gpu, x, rungs=SWEEP_LADDER, stop_at_pass=False, device="cuda")
+    assert want.kind == "equivalent" and want.up_to == "permutation", want.text
+    assert_same_verdict(got, want)
+
+
 def test_a_sweep_on_a_device_gives_the_numpy_sweep_and_refuses_a_bad_device_before_capturing():
     net, twin = permuted_pair(1)
     x = np.random.default_rng(1).normal(size=(200, 16))
