@@ -212,26 +212,17 @@ def test_the_verdict_on_a_device_is_the_numpy_verdict_for_a_permuted_copy_and_a_
 
 
 @CUDA
-def test_the_verdict_on_cuda_is_the_numpy_verdict():
-    net, twin = permuted_pair(0)
-    x = np.random.default_rng(0).normal(size=(300, 16))
-    pair = equivtest.NetworkPair(net, twin, "act2", "act2", task="classification")
-    found = {device: equivtest.ladder_verdict(pair, x, rungs=SWEEP_LADDER, stop_at_pass=False, device=device)
-             for device in (None, "cuda")}
-    assert_same_verdict(found["cuda"], found[None])
-
-
-@CUDA
-def test_capture_and_stitching_on_cuda_give_the_cpu_verdict():
-    # the networks on the GPU too (NetworkPair(device="cuda")): capture, the stitched networks'
-    # agreement and the maps all there, against everything on the CPU
+@pytest.mark.parametrize("seed, networks_on_cuda", [(0, False), (2, True)])
+def test_the_verdict_on_cuda_is_the_cpu_verdict(seed, networks_on_cuda):
+    # the maps on the GPU; with networks_on_cuda the networks too (NetworkPair(device="cuda")):
+    # capture, the stitched networks' agreement and the maps all there, against everything on the CPU
     import copy
 
-    net, twin = permuted_pair(2)
-    x = np.random.default_rng(2).normal(size=(300, 16))
+    net, twin = permuted_pair(seed)
+    x = np.random.default_rng(seed).normal(size=(300, 16))
     cpu = equivtest.NetworkPair(net, twin, "act2", "act2", task="classification")
-    gpu = equivtest.NetworkPair(copy.deepcopy(net), copy.deepcopy(twin), "act2", "act2", task="classification",
-                                device="cuda")
+    gpu = cpu if not networks_on_cuda else equivtest.NetworkPair(
+        copy.deepcopy(net), copy.deepcopy(twin), "act2", "act2", task="classification", device="cuda")
     want = equivtest.ladder_verdict(cpu, x, rungs=SWEEP_LADDER, stop_at_pass=False)
     got = equivtest.ladder_verdict(gpu, x, rungs=SWEEP_LADDER, stop_at_pass=False, device="cuda")
     assert want.kind == "equivalent" and want.up_to == "permutation", want.text
