@@ -349,12 +349,12 @@ def sweep(pair_or_networks, inputs, layers_a: Sequence | None = None, layers_b: 
     from .verdict import _thresholds, split_by_input
 
     pair = _as_pair(pair_or_networks)
+    check_device(device)  # before any capture
     templates = tuple(make_rung(r, device) for r in (SWEEP_LADDER if rungs is None else rungs))  # instances keep their parameters
     rungs = tuple(t.name for t in templates)
     if up_to not in rungs:
         raise EquivtestError(f"up_to={up_to!r} is not on the sweep's ladder {list(rungs)}")
     limits = _thresholds(thresholds, rungs)
-    check_device(device)  # before any capture
     executor = executor_for(engine)
     inputs = _checked_inputs(pair, inputs)
     split_by_input(np.arange(len(inputs)), heldout=heldout, seed=seed)  # enough inputs: refused before any capture

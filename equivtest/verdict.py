@@ -284,7 +284,7 @@ def decide(a, b, groups=None, *, rungs: Sequence["str | Rung"] = LADDER, thresho
         found = []
         for template in templates:
             row = _evaluate(template, direction, d, limits[template.name], rng, null_repeats, stitch, context,
-                            (seed, controls))
+                            seed, controls)
             found.append(row)
             if "ridge_condition" in row.details and direction not in conditions:
                 conditions[direction] = row.details["ridge_condition"]
@@ -400,7 +400,7 @@ def _control(template, direction: str, s_tr, g_tr, s_te, n_s, rng, repeats, seed
 
 
 def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, stitch, context,
-              controls: tuple = (0, None)) -> RungResult:
+              seed: int, controls: "dict | None") -> RungResult:
     name = template.name
     why = template.applicable(d.s_tr.shape[1], d.t_tr.shape[1])
     if why:  # the map cannot exist between these widths: decided, not passed
@@ -412,7 +412,7 @@ def _evaluate(template, direction, d: _Data, limit: Thresholds, rng, repeats, st
                           "NeighbourhoodRows (ladder_verdict captures them through the pair's pairing)")
     s_tr, t_tr, g_tr, n_s, n_t = training
     # positive control: the source against itself, same rung, split and thresholds
-    c_err, c_ratio = _control(template, direction, s_tr, g_tr, d.s_te, n_s, rng, repeats, *controls)
+    c_err, c_ratio = _control(template, direction, s_tr, g_tr, d.s_te, n_s, rng, repeats, seed, controls)
     err, predicted, fitted = _fit_score(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t)
     null = _null(template, s_tr, t_tr, g_tr, d.s_te, d.t_te, n_s, n_t, rng, repeats)
     ratio = _ratio(null, err)
